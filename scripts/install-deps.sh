@@ -10,7 +10,7 @@ build_pkgs=(
   libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libyaml-dev
   libjansson-dev libsystemd-dev redis-server
 )
-test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps valgrind)
+test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest)
 bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn hyperfine)
 
 want=("${build_pkgs[@]}")

@@ -170,4 +170,14 @@ void ab_http_stream_close(struct ab_http_stream *s);
 /* Number of streams currently open on the server. */
 size_t ab_http_server_open_streams(struct ab_http_server *srv);
 
+/*
+ * Generated documents (openapi.c), built once by the server at start from
+ * the full route table (the role's routes plus the built-in ones) and
+ * cached. Both return a new string the caller frees with free().
+ */
+char *ab_openapi_json(const struct ab_http_opts *opts, const struct ab_route *routes,
+		      size_t n);
+char *ab_openapi_docs_html(const struct ab_http_opts *opts, const struct ab_route *routes,
+			   size_t n);
+
 #endif

@@ -1,1 +1,23 @@
-/* placeholder: not written yet */
+/*
+ * roles.c - the table of roles this build implements. A new role is one
+ * file under src/roles defining a struct ab_role_def, plus one line here.
+ */
+#include "service.h"
+
+#include <string.h>
+
+extern const struct ab_role_def ab_role_coordinator;
+
+static const struct ab_role_def *const table[] = {
+	&ab_role_coordinator,
+};
+
+const char *const ab_implemented_roles[] = {"coordinator", NULL};
+
+const struct ab_role_def *ab_role_def_find(const char *name)
+{
+	for (size_t i = 0; i < AB_ARRAY_LEN(table); i++)
+		if (strcmp(ab_role_name(table[i]->role), name) == 0)
+			return table[i];
+	return NULL;
+}

@@ -1,0 +1,38 @@
+/*
+ * cli.h - the autobot subcommands and the option handling they share.
+ * Every subcommand answers --help; exit codes: 0 ok, 1 degraded or
+ * failure, 2 down or usage error (health), 64 bad usage.
+ */
+#ifndef AB_CLI_H
+#define AB_CLI_H
+
+#include "config.h"
+
+#define AB_EXIT_USAGE 64
+
+struct ab_cli_common {
+	const char *config;
+	const char *state_dir;
+	const char *env_file;
+	const char *sets[32];
+	size_t n_sets;
+};
+
+/* Consumes a common option at argv[*i] (--config, --state-dir, --env-file,
+ * --set); returns 1 if it did (advancing *i past its value), 0 if argv[*i]
+ * is not one, or -1 after printing an error. */
+int ab_cli_common_opt(struct ab_cli_common *co, int argc, char **argv, int *i);
+/* The help text for the common options. */
+extern const char ab_cli_common_help[];
+/* Loads the config the options name; prints the error and returns NULL. */
+struct ab_config *ab_cli_load_config(const struct ab_cli_common *co);
+/* Value of "--name value" or "--name=value" at argv[*i]; NULL if not it. */
+const char *ab_cli_opt_value(const char *name, int argc, char **argv, int *i);
+
+int ab_cmd_up(int argc, char **argv);
+int ab_cmd_serve(int argc, char **argv);
+int ab_cmd_health(int argc, char **argv);
+int ab_cmd_status(int argc, char **argv);
+int ab_cmd_config(int argc, char **argv);
+
+#endif
