@@ -68,7 +68,7 @@ void ab_buf_append(struct ab_buf *b, const void *p, size_t n);
 void ab_buf_puts(struct ab_buf *b, const char *s);
 void ab_buf_putc(struct ab_buf *b, char c);
 void ab_buf_printf(struct ab_buf *b, const char *fmt, ...) AB_PRINTF(2, 3);
-void ab_buf_vprintf(struct ab_buf *b, const char *fmt, va_list ap);
+void ab_buf_vprintf(struct ab_buf *b, const char *fmt, va_list ap) AB_PRINTF(2, 0);
 /* Appends s as a JSON string literal, quotes included (NULL -> null). */
 void ab_buf_json_str(struct ab_buf *b, const char *s);
 void ab_buf_json_strn(struct ab_buf *b, const char *s, size_t n);

@@ -1019,7 +1019,7 @@ static void conn_cb(void *cls, struct MHD_Connection *mc, void **socket_context,
 	free(c);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+AB_PRINTF(2, 0) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	AB_UNUSED(cls);

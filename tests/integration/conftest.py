@@ -17,6 +17,27 @@ import http.client as httplib
 
 import pytest
 
+# Every process a test starts, so that none outlives the session even when
+# a test fails half-way.
+_PROCS = []
+
+
+def _track(proc):
+    _PROCS.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _reap_everything():
+    yield
+    for p in _PROCS:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL) if p.pid == os.getpgid(p.pid) else p.kill()
+            except OSError:
+                pass
+            p.wait()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUTOBOT = os.environ.get("AUTOBOT_BIN", os.path.join(ROOT, "build", "autobot"))
 
@@ -85,7 +106,8 @@ class Redis:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes" if appendonly else "no",
                 "--dir", self.dir, "--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = _track(subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
         assert wait_for(self.ping, 10), "redis-server did not start"
         return self
 
@@ -143,10 +165,10 @@ class Serve:
 
     def start(self, wait=True):
         os.makedirs(self.state_dir, exist_ok=True)
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
-        if wait:
-            assert wait_for(lambda: http("GET", self.port, "/api/health")[0] == 200, 10), \
-                "coordinator did not answer /api/health"
+        self.proc = _track(subprocess.Popen(self.args, stdout=self.log, stderr=self.log))
+        if wait and not wait_for(lambda: http("GET", self.port, "/api/health")[0] == 200, 10):
+            self.stop()
+            raise AssertionError("coordinator did not answer /api/health")
         return self
 
     @property
@@ -180,12 +202,14 @@ class Up:
         self.lines = threading.Event()
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = _track(subprocess.Popen(self.args, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, start_new_session=True))
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         ok = wait_for(lambda: any("autobot is up" in l for l in self.out), 20)
-        assert ok, "autobot up did not come up:\n" + "".join(self.out[-50:])
+        if not ok:
+            self.stop()
+            raise AssertionError("autobot up did not come up:\n" + "".join(self.out[-50:]))
         return self
 
     def _read(self):

@@ -36,7 +36,7 @@ def test_redis_killed_under_load_then_restarted(tmpdir_ab, redis):
         # every request returned within the command timeout (1 s) + slack
         assert max(r[2] for r in results) < 2.5, max(r[2] for r in results)
         pid = svc.proc.pid
-        Redis(redis.dir, redis.password, port=redis.port).start()
+        redis.start()  # same port and password; the fixture stops it
         assert wait_for(lambda: http("GET", svc.port, "/api/services", token=tok)[0] == 200,
                         10), "coordinator did not recover"
         stop.set()
@@ -82,3 +82,29 @@ def test_wrong_redis_password_is_reported(tmpdir_ab, redis):
         assert "not-the-password" not in log
     finally:
         svc.stop()
+
+
+def test_sd_notify_ready_and_stopping(tmpdir_ab, redis):
+    """serve tells systemd READY=1 once it listens, STOPPING=1 on SIGTERM."""
+    import socket as so
+    path = os.path.join(tmpdir_ab, "notify.sock")
+    sock = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    svc = Serve(os.path.join(tmpdir_ab, "st"), redis.port, redis.password)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        svc.start(wait=False)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    try:
+        msg = sock.recv(4096).decode()
+        assert "READY=1" in msg
+        # READY is only sent once the port is open
+        assert http("GET", svc.port, "/api/health")[0] == 200
+        svc.proc.terminate()
+        assert "STOPPING=1" in sock.recv(4096).decode()
+        assert svc.proc.wait(10) == 0
+    finally:
+        svc.stop()
+        sock.close()
