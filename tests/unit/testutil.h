@@ -1,0 +1,4 @@
+/* testutil.h - placeholder */
+#ifndef AB_TESTUTIL_H
+#define AB_TESTUTIL_H
+#endif
