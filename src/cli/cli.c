@@ -81,3 +81,56 @@ struct ab_config *ab_cli_load_config(const struct ab_cli_common *co)
 	}
 	return cfg;
 }
+
+int ab_cli_parse(int argc, char **argv, const char *cmd, struct ab_cli_common *co,
+		 const struct ab_cli_opt *opts, const char **pos, size_t max_pos, size_t *n_pos,
+		 void (*usage)(FILE *f))
+{
+	if (n_pos)
+		*n_pos = 0;
+	for (int i = 1; i < argc; i++) {
+		int r = ab_cli_common_opt(co, argc, argv, &i);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			continue;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 1;
+		}
+		bool matched = false;
+		for (const struct ab_cli_opt *o = opts; o && o->name && !matched; o++) {
+			if (o->flag && !strcmp(argv[i], o->name)) {
+				*o->flag = true;
+				matched = true;
+			} else if (o->value) {
+				const char *v = ab_cli_opt_value(o->name, argc, argv, &i);
+				if (v && !*v)
+					return -1;
+				if (v) {
+					*o->value = v;
+					matched = true;
+				}
+			}
+		}
+		if (matched)
+			continue;
+		if (argv[i][0] == '-' || !n_pos || *n_pos >= max_pos) {
+			fprintf(stderr, "autobot %s: unexpected argument %s\n", cmd, argv[i]);
+			usage(stderr);
+			return -1;
+		}
+		pos[(*n_pos)++] = argv[i];
+	}
+	return 0;
+}
+
+int ab_cli_int(const char *cmd, const char *opt, const char *v, long long min, long long max,
+	       long long *out)
+{
+	if (ab_parse_int(v, min, max, out) == 0)
+		return 0;
+	fprintf(stderr, "autobot %s: %s: expected an integer from %lld to %lld, got \"%s\"\n",
+		cmd, opt, min, max, v);
+	return -1;
+}

@@ -8,6 +8,8 @@
 
 #include "config.h"
 
+#include <stdio.h>
+
 #define AB_EXIT_USAGE 64
 
 struct ab_cli_common {
@@ -28,6 +30,29 @@ extern const char ab_cli_common_help[];
 struct ab_config *ab_cli_load_config(const struct ab_cli_common *co);
 /* Value of "--name value" or "--name=value" at argv[*i]; NULL if not it. */
 const char *ab_cli_opt_value(const char *name, int argc, char **argv, int *i);
+
+/* One option of a subcommand: a flag (sets *flag) or, when value is set,
+ * an option taking a value ("--name V" or "--name=V"). */
+struct ab_cli_opt {
+	const char *name;
+	bool *flag;
+	const char **value;
+};
+
+/*
+ * Parses argv[1..] for subcommand cmd: the common options, the table
+ * opts (terminated by a {NULL} entry), -h/--help, and up to max_pos
+ * positional arguments into pos (*n_pos of them). Returns 0 to go on,
+ * 1 when help was printed (exit 0), or -1 after printing a usage error
+ * (exit AB_EXIT_USAGE).
+ */
+int ab_cli_parse(int argc, char **argv, const char *cmd, struct ab_cli_common *co,
+		 const struct ab_cli_opt *opts, const char **pos, size_t max_pos, size_t *n_pos,
+		 void (*usage)(FILE *f));
+/* Parses an integer option value in [min,max]; prints an error naming
+ * cmd and opt and returns -1 when it is not one. */
+int ab_cli_int(const char *cmd, const char *opt, const char *v, long long min, long long max,
+	       long long *out);
 
 int ab_cmd_up(int argc, char **argv);
 int ab_cmd_serve(int argc, char **argv);

@@ -32,24 +32,12 @@ static void print_key(void *ud, const char *key, const char *env, const char *ty
 int ab_cmd_config(int argc, char **argv)
 {
 	struct ab_cli_common co = {0};
-	const char *sub = NULL;
-	for (int i = 1; i < argc; i++) {
-		int r = ab_cli_common_opt(&co, argc, argv, &i);
-		if (r < 0)
-			return AB_EXIT_USAGE;
-		if (r > 0)
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		}
-		if (argv[i][0] == '-' || sub) {
-			fprintf(stderr, "autobot config: unexpected argument %s\n", argv[i]);
-			usage(stderr);
-			return AB_EXIT_USAGE;
-		}
-		sub = argv[i];
-	}
+	const char *pos[1];
+	size_t n_pos = 0;
+	int pr = ab_cli_parse(argc, argv, "config", &co, NULL, pos, 1, &n_pos, usage);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
+	const char *sub = n_pos ? pos[0] : NULL;
 	if (!sub) {
 		usage(stderr);
 		return AB_EXIT_USAGE;

@@ -95,33 +95,22 @@ int ab_cmd_health(int argc, char **argv)
 {
 	struct ab_cli_common co = {0};
 	bool json = false, watch = false;
+	const char *timeout_s = NULL;
 	int timeout = -1;
-	for (int i = 1; i < argc; i++) {
-		int r = ab_cli_common_opt(&co, argc, argv, &i);
-		if (r < 0)
+	const struct ab_cli_opt opts[] = {
+		{"--json", &json, NULL},
+		{"--watch", &watch, NULL},
+		{"--timeout", NULL, &timeout_s},
+		{NULL, NULL, NULL},
+	};
+	int pr = ab_cli_parse(argc, argv, "health", &co, opts, NULL, 0, NULL, usage_health);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
+	if (timeout_s) {
+		long long t;
+		if (ab_cli_int("health", "--timeout", timeout_s, 1, 600000, &t) < 0)
 			return AB_EXIT_USAGE;
-		if (r > 0)
-			continue;
-		const char *v;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage_health(stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--watch")) {
-			watch = true;
-		} else if ((v = ab_cli_opt_value("--timeout", argc, argv, &i))) {
-			long long t;
-			if (ab_parse_int(v, 1, 600000, &t) < 0) {
-				fprintf(stderr, "autobot health: --timeout: expected 1-600000 ms, got \"%s\"\n", v);
-				return AB_EXIT_USAGE;
-			}
-			timeout = (int)t;
-		} else {
-			fprintf(stderr, "autobot health: unknown argument %s\n", argv[i]);
-			usage_health(stderr);
-			return AB_EXIT_USAGE;
-		}
+		timeout = (int)t;
 	}
 	struct ab_config *cfg = ab_cli_load_config(&co);
 	if (!cfg)
@@ -184,23 +173,10 @@ int ab_cmd_status(int argc, char **argv)
 {
 	struct ab_cli_common co = {0};
 	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		int r = ab_cli_common_opt(&co, argc, argv, &i);
-		if (r < 0)
-			return AB_EXIT_USAGE;
-		if (r > 0)
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage_status(stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else {
-			fprintf(stderr, "autobot status: unknown argument %s\n", argv[i]);
-			usage_status(stderr);
-			return AB_EXIT_USAGE;
-		}
-	}
+	const struct ab_cli_opt opts[] = {{"--json", &json, NULL}, {NULL, NULL, NULL}};
+	int pr = ab_cli_parse(argc, argv, "status", &co, opts, NULL, 0, NULL, usage_status);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
 	struct ab_config *cfg = ab_cli_load_config(&co);
 	if (!cfg)
 		return 2;

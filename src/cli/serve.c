@@ -32,38 +32,23 @@ int ab_cmd_serve(int argc, char **argv)
 {
 	struct ab_cli_common co = {0};
 	struct ab_serve_opts so = {0};
-	const char *role = NULL;
+	const char *port_s = NULL, *pos[1];
+	size_t n_pos = 0;
+	const struct ab_cli_opt opts[] = {
+		{"--port", NULL, &port_s},
+		{"--bind", NULL, &so.bind_override},
+		{NULL, NULL, NULL},
+	};
+	int pr = ab_cli_parse(argc, argv, "serve", &co, opts, pos, 1, &n_pos, usage);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
+	const char *role = n_pos ? pos[0] : NULL;
 	int port = -1;
-	for (int i = 1; i < argc; i++) {
-		int r = ab_cli_common_opt(&co, argc, argv, &i);
-		if (r < 0)
+	if (port_s) {
+		long long p;
+		if (ab_cli_int("serve", "--port", port_s, 0, 65535, &p) < 0)
 			return AB_EXIT_USAGE;
-		if (r > 0)
-			continue;
-		const char *v;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		} else if ((v = ab_cli_opt_value("--port", argc, argv, &i))) {
-			long long p;
-			if (ab_parse_int(v, 0, 65535, &p) < 0) {
-				fprintf(stderr, "autobot serve: --port: expected 0-65535, got \"%s\"\n", v);
-				return AB_EXIT_USAGE;
-			}
-			port = (int)p;
-		} else if ((v = ab_cli_opt_value("--bind", argc, argv, &i))) {
-			so.bind_override = v;
-		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "autobot serve: unknown option %s\n", argv[i]);
-			usage(stderr);
-			return AB_EXIT_USAGE;
-		} else if (!role) {
-			role = argv[i];
-		} else {
-			fprintf(stderr, "autobot serve: one role at a time (got %s and %s)\n", role,
-				argv[i]);
-			return AB_EXIT_USAGE;
-		}
+		port = (int)p;
 	}
 	if (!role) {
 		usage(stderr);
@@ -88,8 +73,8 @@ int ab_cmd_serve(int argc, char **argv)
 	if (!cfg)
 		return 1;
 	ab_log_init(role, cfg->log_level, cfg->log_json);
-	if (port == 0)
-		so.port_override = 0, cfg->services[def->role].port = 0;
+	if (port == 0) /* any free port: validation allows only 1-65535 */
+		cfg->services[def->role].port = 0;
 	else if (port > 0)
 		so.port_override = port;
 	int rc = ab_service_run(cfg, def, &so);

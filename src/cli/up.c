@@ -46,20 +46,8 @@ static int port_free(const char *host, int port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		len = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		len = sizeof(*s6);
-	} else {
+	if (ab_sockaddr_parse(host, port, &ss, &len) < 0)
 		return 0; /* a name: let the service report it */
-	}
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -172,20 +160,9 @@ static int check_http(const void *arg)
 int ab_cmd_up(int argc, char **argv)
 {
 	struct ab_cli_common co = {0};
-	for (int i = 1; i < argc; i++) {
-		int r = ab_cli_common_opt(&co, argc, argv, &i);
-		if (r < 0)
-			return AB_EXIT_USAGE;
-		if (r > 0)
-			continue;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		}
-		fprintf(stderr, "autobot up: unknown argument %s\n", argv[i]);
-		usage(stderr);
-		return AB_EXIT_USAGE;
-	}
+	int pr = ab_cli_parse(argc, argv, "up", &co, NULL, NULL, 0, NULL, usage);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
 	struct ab_config *cfg = ab_cli_load_config(&co);
 	if (!cfg)
 		return 1;

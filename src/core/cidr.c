@@ -155,3 +155,31 @@ bool ab_cidr_list_match(const struct ab_cidr *list, size_t n, const struct socka
 			return true;
 	return false;
 }
+
+int ab_sockaddr_parse(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	char h6[INET6_ADDRSTRLEN + 2];
+	memset(ss, 0, sizeof(*ss));
+	if (!host || strcmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*s4);
+		return 0;
+	}
+	size_t hl = strlen(host);
+	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof(h6)) {
+		memcpy(h6, host + 1, hl - 2);
+		h6[hl - 2] = '\0';
+		host = h6;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+		return AB_EINVAL;
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons((uint16_t)port);
+	*len = sizeof(*s6);
+	return 0;
+}

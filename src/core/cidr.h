@@ -21,6 +21,10 @@ struct ab_cidr {
 int ab_cidr_parse(const char *s, struct ab_cidr *out);
 /* Formats c as "addr/prefix" into out. */
 void ab_cidr_format(const struct ab_cidr *c, char *out, size_t size);
+/* Fills ss with host:port, host being an IPv4 or IPv6 literal, an IPv6
+ * literal in brackets, or "localhost" (127.0.0.1). No DNS. Returns 0 or
+ * AB_EINVAL. */
+int ab_sockaddr_parse(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
 bool ab_cidr_match(const struct ab_cidr *c, const struct sockaddr *sa);
 /* True when sa is inside any of the n ranges (n == 0 matches nothing). */
 bool ab_cidr_list_match(const struct ab_cidr *list, size_t n, const struct sockaddr *sa);

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define AB_VERSION "0.1.0"
 
@@ -79,6 +80,10 @@ int64_t ab_now_ms(void);
 double ab_now_ms_f(void);
 int64_t ab_wall_ms(void);
 void ab_sleep_ms(int ms);
+/* The absolute time ms from now on clock clk (CLOCK_MONOTONIC for
+ * condition variables made with pthread_condattr_setclock, else
+ * CLOCK_REALTIME), for pthread_cond_timedwait(). */
+struct timespec ab_deadline(int clk, int64_t ms);
 
 /* Fills p with n bytes from the kernel's CSPRNG. Returns 0 or -errno. */
 int ab_random_bytes(void *p, size_t n);

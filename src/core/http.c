@@ -1037,29 +1037,8 @@ static int listen_on(const char *host, int port, int *bound_port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	memset(&ss, 0, sizeof(ss));
-	if (!host || strcmp(host, "localhost") == 0)
-		host = "127.0.0.1";
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		len = sizeof(*s4);
-	} else {
-		char h6[INET6_ADDRSTRLEN + 2];
-		size_t hl = strlen(host);
-		if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof(h6)) {
-			memcpy(h6, host + 1, hl - 2);
-			h6[hl - 2] = '\0';
-			host = h6;
-		}
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		len = sizeof(*s6);
-	}
+	if (ab_sockaddr_parse(host, port, &ss, &len) < 0)
+		return -EINVAL;
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -1076,7 +1055,8 @@ static int listen_on(const char *host, int port, int *bound_port)
 		close(fd);
 		return e;
 	}
-	*bound_port = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+	*bound_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						   : ((struct sockaddr_in6 *)&ss)->sin6_port);
 	return fd;
 }
 

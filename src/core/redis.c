@@ -93,15 +93,7 @@ static struct timeval tv_ms(int ms)
 
 static struct timespec abs_deadline(int64_t ms_from_now)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms_from_now / 1000);
-	ts.tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
+	return ab_deadline(CLOCK_MONOTONIC, ms_from_now);
 }
 
 static void cond_init_mono(pthread_cond_t *cv)

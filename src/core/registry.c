@@ -100,14 +100,7 @@ static void *heartbeat_main(void *arg)
 		 * cheap) so the entry reappears soon after Redis does. */
 		int wait_ms = g->failing ? HEARTBEAT_RETRY_MS : HEARTBEAT_MS;
 		pthread_mutex_lock(&g->lock);
-		struct timespec dl;
-		clock_gettime(CLOCK_MONOTONIC, &dl);
-		dl.tv_sec += wait_ms / 1000;
-		dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		struct timespec dl = ab_deadline(CLOCK_MONOTONIC, wait_ms);
 		while (!g->stopping && pthread_cond_timedwait(&g->cv, &g->lock, &dl) != ETIMEDOUT)
 			;
 		bool stop = g->stopping;

@@ -108,14 +108,7 @@ static void *hub_main(void *arg)
 		free(text);
 		if (c->stop || c->kick)
 			continue;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += HUB_INTERVAL_MS / 1000;
-		ts.tv_nsec += (long)(HUB_INTERVAL_MS % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = ab_deadline(CLOCK_REALTIME, HUB_INTERVAL_MS);
 		while (!c->stop && !c->kick &&
 		       pthread_cond_timedwait(&c->cond, &c->lock, &ts) == 0)
 			;

@@ -167,3 +167,21 @@ Test(cidr, format_small_buffer)
 	ab_cidr_format(&c, out2, sizeof(out2));
 	cr_assert_str_eq(out2, "invalid");
 }
+
+Test(sockaddr, parse_literals_only)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	cr_assert_eq(ab_sockaddr_parse("127.0.0.2", 80, &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 80);
+	cr_assert_eq(ab_sockaddr_parse("[::1]", 8002, &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET6);
+	cr_assert_eq(len, sizeof(struct sockaddr_in6));
+	cr_assert_eq(ab_sockaddr_parse("::1", 1, &ss, &len), 0);
+	cr_assert_eq(ab_sockaddr_parse("localhost", 1, &ss, &len), 0);
+	cr_assert_eq(ss.ss_family, AF_INET);
+	cr_assert_eq(ab_sockaddr_parse("example.com", 1, &ss, &len), AB_EINVAL);
+	cr_assert_eq(ab_sockaddr_parse("[::1", 1, &ss, &len), AB_EINVAL);
+	cr_assert_eq(ab_sockaddr_parse("1.2.3.4.5", 1, &ss, &len), AB_EINVAL);
+}

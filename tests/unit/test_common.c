@@ -79,3 +79,13 @@ Test(common, strlcpy_truncates)
 	cr_assert_eq(ab_strlcpy(d, "abcdef", sizeof(d)), 6);
 	cr_assert_str_eq(d, "abc");
 }
+
+Test(common, deadline_normalises_nanoseconds)
+{
+	struct timespec now, d;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	d = ab_deadline(CLOCK_MONOTONIC, 1999);
+	cr_assert(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	double diff = (double)(d.tv_sec - now.tv_sec) * 1e3 + (double)(d.tv_nsec - now.tv_nsec) / 1e6;
+	cr_assert(diff >= 1999 && diff < 2100, "diff %f", diff);
+}
