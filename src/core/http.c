@@ -550,6 +550,8 @@ static void h_metrics(struct ab_http_req *req)
 {
 	struct ab_buf b = {0};
 	ab_http_server_metrics(req->server, &b);
+	if (req->server->opts.metrics_extra)
+		req->server->opts.metrics_extra(req->server->opts.ud, &b);
 	ab_http_reply(req, 200, "text/plain; version=0.0.4", b.data, b.len);
 	ab_buf_free(&b);
 }

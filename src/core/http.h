@@ -98,6 +98,8 @@ struct ab_http_opts {
 	int request_timeout_ms;       /* idle connection timeout; default 30000 */
 	ab_http_auth_fn auth;
 	void *ud;                     /* passed to auth and in req->ud */
+	/* Appends role metrics (Prometheus text) to /metrics; may be NULL. */
+	void (*metrics_extra)(void *ud, struct ab_buf *out);
 	const char *title;            /* openapi info.title */
 	const char *version;          /* openapi info.version */
 };

@@ -149,6 +149,32 @@ static int auth_token(void *ud, const char *token, enum ab_access *level)
 	return rc;
 }
 
+/* Redis client figures for /metrics. */
+static void redis_metrics(void *ud, struct ab_buf *out)
+{
+	struct ab_service *svc = ud;
+	struct ab_redis_status st;
+	ab_redis_status(svc->redis, &st);
+	ab_buf_printf(out,
+		      "# HELP autobot_redis_up 1 when the data layer answers, 0 when the breaker is open\n"
+		      "# TYPE autobot_redis_up gauge\n"
+		      "autobot_redis_up %d\n"
+		      "# HELP autobot_redis_ping_ms latency of the last successful ping\n"
+		      "# TYPE autobot_redis_ping_ms gauge\n"
+		      "autobot_redis_ping_ms %.3f\n"
+		      "# TYPE autobot_redis_commands_total counter\n"
+		      "autobot_redis_commands_total %llu\n"
+		      "# TYPE autobot_redis_failures_total counter\n"
+		      "autobot_redis_failures_total %llu\n"
+		      "# TYPE autobot_redis_reconnects_total counter\n"
+		      "autobot_redis_reconnects_total %llu\n"
+		      "# TYPE autobot_uptime_seconds gauge\n"
+		      "autobot_uptime_seconds %.3f\n",
+		      st.state == AB_REDIS_UP, st.ping_ms, (unsigned long long)st.commands,
+		      (unsigned long long)st.failures, (unsigned long long)st.reconnects,
+		      (double)(ab_now_ms() - svc->started_ms) / 1000.0);
+}
+
 static void notify(const char *state)
 {
 #if AB_HAVE_SYSTEMD
@@ -229,6 +255,7 @@ int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
 		.threads = cfg->http_threads,
 		.request_timeout_ms = cfg->request_timeout_ms,
 		.auth = auth_token,
+		.metrics_extra = redis_metrics,
 		.ud = &svc,
 		.title = title,
 		.version = AB_VERSION,

@@ -115,6 +115,7 @@ def test_openapi_docs_metrics(up):
     http("GET", up.port, "/api/health")
     st, _, text = http("GET", up.port, "/metrics", token=up.token)
     assert st == 200 and b"autobot_http_requests_total" in text
+    assert b"autobot_redis_up 1" in text
 
 
 def test_cluster_stream(up):
