@@ -1,28 +1,26 @@
 /*
  * test_http.c - the HTTP server over the wire: a real server on
  * 127.0.0.1 port 0 with a small route table, driven by libcurl easy
- * handles, and raw sockets where curl cannot produce the case (hundreds
- * of idle streams, a client that vanishes mid-stream). Covers the whole
- * middleware chain (ids, allowlist, header and body limits, CORS,
- * routing, auth, JSON), the generated documents, metrics and streaming.
+ * handles, and raw sockets (tu_connect in testutil.c) where curl cannot
+ * produce the case (hundreds of idle streams, a client that vanishes
+ * mid-stream). Covers the whole middleware chain (ids, allowlist, header
+ * and body limits, CORS, routing, auth, JSON), the generated documents,
+ * metrics and streaming.
  * No timing assertions beyond "answers within a few seconds".
  */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "log.h"
+#include "testutil.h"
 
 /* --- the server under test ----------------------------------------------- */
 
@@ -710,29 +708,6 @@ Test(http, stream_delivers_in_order)
 	cr_assert_eq(ab_http_server_open_streams(srv), 0);
 }
 
-static int raw_connect(const char *from)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd >= 0);
-	if (from) {
-		struct sockaddr_in b = {.sin_family = AF_INET};
-		inet_pton(AF_INET, from, &b.sin_addr);
-		cr_assert_eq(bind(fd, (struct sockaddr *)&b, sizeof(b)), 0);
-	}
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-static void raw_send(int fd, const char *s)
-{
-	size_t n = strlen(s);
-	cr_assert_eq(write(fd, s, n), (ssize_t)n);
-}
-
 static bool wait_streams(size_t n)
 {
 	for (int i = 0; i < 500; i++) {
@@ -748,8 +723,8 @@ Test(http, many_idle_streams_do_not_block)
 	enum { NSTREAMS = 200 };
 	static int fds[NSTREAMS];
 	for (int i = 0; i < NSTREAMS; i++) {
-		fds[i] = raw_connect(NULL);
-		raw_send(fds[i], "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
+		fds[i] = tu_connect(port);
+		tu_send_str(fds[i], "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
 	}
 	cr_assert(wait_streams(NSTREAMS), "open streams %zu",
 		  ab_http_server_open_streams(srv));
@@ -781,8 +756,8 @@ Test(http, many_idle_streams_do_not_block)
 
 Test(http, client_disconnect_closes_stream)
 {
-	int fd = raw_connect(NULL);
-	raw_send(fd, "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
+	int fd = tu_connect(port);
+	tu_send_str(fd, "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
 	cr_assert(wait_streams(1));
 	struct ab_http_stream *s = held[0];
 	cr_assert_eq(ab_http_stream_write(s, "data: 1\n\n", 9), 0);
@@ -801,8 +776,8 @@ Test(http, client_disconnect_closes_stream)
 
 Test(http, stream_queue_limit)
 {
-	int fd = raw_connect(NULL);
-	raw_send(fd, "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
+	int fd = tu_connect(port);
+	tu_send_str(fd, "GET /api/hold HTTP/1.1\r\nHost: t\r\n\r\n");
 	cr_assert(wait_streams(1));
 	struct ab_http_stream *s = held[0];
 	char *chunk = calloc(1, 1024 * 1024);

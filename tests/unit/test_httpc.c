@@ -1,192 +1,22 @@
 /*
- * test_httpc.c - tests of the curl-multi HTTP client against a tiny HTTP
- * server that lives in this file.
+ * test_httpc.c - tests of the curl-multi HTTP client against the tiny
+ * threaded HTTP server of testutil.c.
  *
- * The server is a thread accepting on 127.0.0.1:0 and handing each
- * connection to a detached thread that reads one request and answers by
- * path (/hello, /echo, /big, /bigstream, /status/503). A second server
+ * The server accepts on 127.0.0.1 and hands each connection to a
+ * detached thread that reads one request and answers by path (/hello,
+ * /echo, /big, /bigstream, /status/503; see testutil.h). A second server
  * in "black hole" mode accepts connections and reads forever without
  * answering, which is what a hung service looks like to a client.
  * Connection threads exit when the client closes its end.
  */
 #include "common.h"
 #include "httpc.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-struct tsrv {
-	int fd;
-	int port;
-	bool blackhole;
-	atomic_bool stop;
-	pthread_t th;
-};
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static void respond(int fd, int status, const char *body, size_t len, bool with_len)
-{
-	char head[256];
-	int hl;
-	if (with_len)
-		hl = snprintf(head, sizeof(head),
-		              "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-		              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-		              status, len);
-	else
-		hl = snprintf(
-		    head, sizeof(head),
-		    "HTTP/1.1 %d X\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
-		    status);
-	write_all(fd, head, (size_t)hl);
-	write_all(fd, body, len);
-}
-
-static void *conn_main(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	struct ab_buf b = {0};
-	char tmp[4096];
-	ssize_t got;
-	char *hend = NULL;
-
-	while (!(hend = b.data ? strstr(b.data, "\r\n\r\n") : NULL)) {
-		got = recv(fd, tmp, sizeof(tmp), 0);
-		if (got <= 0)
-			goto out;
-		ab_buf_append(&b, tmp, (size_t)got);
-	}
-	size_t hlen = (size_t)(hend - b.data) + 4;
-	size_t clen = 0;
-	char *cl = strcasestr(b.data, "\r\ncontent-length:");
-	if (cl && cl < hend)
-		clen = (size_t)strtoul(cl + 17, NULL, 10);
-	while (b.len < hlen + clen) {
-		got = recv(fd, tmp, sizeof(tmp), 0);
-		if (got <= 0)
-			goto out;
-		ab_buf_append(&b, tmp, (size_t)got);
-	}
-	char method[16] = "", path[256] = "";
-	sscanf(b.data, "%15s %255s", method, path);
-	if (!strcmp(path, "/hello")) {
-		respond(fd, 200, "hello", 5, true);
-	} else if (!strcmp(path, "/health")) {
-		const char *j = "{\"status\":\"ok\"}";
-		respond(fd, 200, j, strlen(j), true);
-	} else if (!strcmp(path, "/echo")) {
-		/* "<METHOD> <X-Test header or -> <body>" */
-		char xt[64] = "-";
-		char *h = strcasestr(b.data, "\r\nx-test:");
-		if (h && h < hend)
-			sscanf(h + 9, " %63[^\r]", xt);
-		char *out = ab_xasprintf("%s %s %.*s", method, xt, (int)clen, b.data + hlen);
-		respond(fd, 200, out, strlen(out), true);
-		free(out);
-	} else if (!strcmp(path, "/big") || !strcmp(path, "/bigstream")) {
-		size_t n = 100000;
-		char *big = ab_xmalloc(n);
-		memset(big, 'x', n);
-		respond(fd, 200, big, n, !strcmp(path, "/big"));
-		free(big);
-	} else if (!strcmp(path, "/status/503")) {
-		respond(fd, 503, "{}", 2, true);
-	} else {
-		respond(fd, 404, "{}", 2, true);
-	}
-out:
-	ab_buf_free(&b);
-	close(fd);
-	return NULL;
-}
-
-static void *blackhole_main(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	char tmp[1024];
-	while (recv(fd, tmp, sizeof(tmp), 0) > 0)
-		;
-	close(fd);
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	struct tsrv *s = arg;
-	while (!atomic_load(&s->stop)) {
-		int c = accept(s->fd, NULL, NULL);
-		if (c < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			break;
-		}
-		pthread_t t;
-		if (pthread_create(&t, NULL, s->blackhole ? blackhole_main : conn_main,
-		                   (void *)(intptr_t)c) == 0)
-			pthread_detach(t);
-		else
-			close(c);
-	}
-	return NULL;
-}
-
-static struct tsrv *tsrv_start(bool blackhole)
-{
-	struct tsrv *s = ab_xcalloc(1, sizeof(*s));
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	s->blackhole = blackhole;
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert(s->fd >= 0);
-	cr_assert(bind(s->fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(listen(s->fd, 256) == 0);
-	cr_assert(getsockname(s->fd, (struct sockaddr *)&a, &al) == 0);
-	s->port = ntohs(a.sin_port);
-	cr_assert(pthread_create(&s->th, NULL, accept_main, s) == 0);
-	return s;
-}
-
-static void tsrv_stop(struct tsrv *s)
-{
-	if (!s)
-		return;
-	atomic_store(&s->stop, true);
-	shutdown(s->fd, SHUT_RDWR); /* wakes accept() */
-	pthread_join(s->th, NULL);
-	close(s->fd);
-	free(s);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bind(fd, (struct sockaddr *)&a, sizeof(a));
-	getsockname(fd, (struct sockaddr *)&a, &al);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static void setup(void)
 {
@@ -202,8 +32,8 @@ TestSuite(httpc, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(httpc, simple_get)
 {
-	struct tsrv *s = tsrv_start(false);
-	char *url = ab_xasprintf("http://127.0.0.1:%d/hello", s->port);
+	struct tu_http_server *s = tu_http_start(TU_HTTP_CANNED);
+	char *url = ab_xasprintf("http://127.0.0.1:%d/hello", tu_http_port(s));
 	struct ab_httpc_req q = {.url = url, .timeout_ms = 2000};
 
 	cr_assert_eq(ab_httpc_run(&q, 1), 0);
@@ -215,19 +45,19 @@ Test(httpc, simple_get)
 	ab_httpc_req_clear(&q);
 	ab_httpc_req_clear(&q); /* twice is fine */
 	free(url);
-	tsrv_stop(s);
+	tu_http_stop(s);
 }
 
 Test(httpc, fifty_concurrent)
 {
-	struct tsrv *s = tsrv_start(false);
+	struct tu_http_server *s = tu_http_start(TU_HTTP_CANNED);
 	enum { N = 50 };
 	struct ab_httpc_req q[N];
 	char *urls[N];
 
 	memset(q, 0, sizeof(q));
 	for (int i = 0; i < N; i++) {
-		urls[i] = ab_xasprintf("http://127.0.0.1:%d/%s", s->port,
+		urls[i] = ab_xasprintf("http://127.0.0.1:%d/%s", tu_http_port(s),
 		                       i % 5 == 0 ? "status/503" : "hello");
 		q[i].url = urls[i];
 		q[i].timeout_ms = 5000;
@@ -244,21 +74,21 @@ Test(httpc, fifty_concurrent)
 		ab_httpc_req_clear(&q[i]);
 		free(urls[i]);
 	}
-	tsrv_stop(s);
+	tu_http_stop(s);
 }
 
 Test(httpc, blackhole_times_out_alone)
 {
-	struct tsrv *good = tsrv_start(false);
-	struct tsrv *hole = tsrv_start(true);
+	struct tu_http_server *good = tu_http_start(TU_HTTP_CANNED);
+	struct tu_http_server *hole = tu_http_start(TU_HTTP_BLACKHOLE);
 	enum { N = 10 };
 	struct ab_httpc_req q[N];
 	char *urls[N];
 
 	memset(q, 0, sizeof(q));
 	for (int i = 0; i < N; i++) {
-		urls[i] =
-		    ab_xasprintf("http://127.0.0.1:%d/hello", i == 0 ? hole->port : good->port);
+		int port = tu_http_port(i == 0 ? hole : good);
+		urls[i] = ab_xasprintf("http://127.0.0.1:%d/hello", port);
 		q[i].url = urls[i];
 		q[i].timeout_ms = i == 0 ? 400 : 3000;
 	}
@@ -280,16 +110,16 @@ Test(httpc, blackhole_times_out_alone)
 		ab_httpc_req_clear(&q[i]);
 		free(urls[i]);
 	}
-	tsrv_stop(good);
-	tsrv_stop(hole);
+	tu_http_stop(good);
+	tu_http_stop(hole);
 }
 
 Test(httpc, many_blackholes_cost_one_timeout)
 {
-	struct tsrv *hole = tsrv_start(true);
+	struct tu_http_server *hole = tu_http_start(TU_HTTP_BLACKHOLE);
 	enum { N = 20, T = 300 };
 	struct ab_httpc_req q[N];
-	char *url = ab_xasprintf("http://127.0.0.1:%d/x", hole->port);
+	char *url = ab_xasprintf("http://127.0.0.1:%d/x", tu_http_port(hole));
 
 	memset(q, 0, sizeof(q));
 	for (int i = 0; i < N; i++) {
@@ -304,12 +134,12 @@ Test(httpc, many_blackholes_cost_one_timeout)
 	cr_assert(total >= T - 20, "too fast: %.0f ms", total);
 	cr_assert(total < 3 * T, "%d black holes of %d ms took %.0f ms (serial?)", N, T, total);
 	free(url);
-	tsrv_stop(hole);
+	tu_http_stop(hole);
 }
 
 Test(httpc, connection_refused)
 {
-	char *url = ab_xasprintf("http://127.0.0.1:%d/", free_port());
+	char *url = ab_xasprintf("http://127.0.0.1:%d/", tu_free_port());
 	struct ab_httpc_req q = {.url = url, .timeout_ms = 2000};
 	double t0 = ab_now_ms_f();
 
@@ -324,9 +154,9 @@ Test(httpc, connection_refused)
 
 Test(httpc, oversized_body)
 {
-	struct tsrv *s = tsrv_start(false);
-	char *u1 = ab_xasprintf("http://127.0.0.1:%d/big", s->port);
-	char *u2 = ab_xasprintf("http://127.0.0.1:%d/bigstream", s->port);
+	struct tu_http_server *s = tu_http_start(TU_HTTP_CANNED);
+	char *u1 = ab_xasprintf("http://127.0.0.1:%d/big", tu_http_port(s));
+	char *u2 = ab_xasprintf("http://127.0.0.1:%d/bigstream", tu_http_port(s));
 	struct ab_httpc_req q[3] = {
 	    {.url = u1, .timeout_ms = 3000, .max_response = 1000},
 	    {.url = u2, .timeout_ms = 3000, .max_response = 1000},
@@ -343,13 +173,13 @@ Test(httpc, oversized_body)
 		ab_httpc_req_clear(&q[i]);
 	free(u1);
 	free(u2);
-	tsrv_stop(s);
+	tu_http_stop(s);
 }
 
 Test(httpc, post_body_and_headers)
 {
-	struct tsrv *s = tsrv_start(false);
-	char *url = ab_xasprintf("http://127.0.0.1:%d/echo", s->port);
+	struct tu_http_server *s = tu_http_start(TU_HTTP_CANNED);
+	char *url = ab_xasprintf("http://127.0.0.1:%d/echo", tu_http_port(s));
 	const char *hdrs[] = {"X-Test: yes", "Content-Type: application/json", NULL};
 	const char *body = "{\"a\":1}";
 	struct ab_httpc_req q[3] = {
@@ -372,7 +202,7 @@ Test(httpc, post_body_and_headers)
 	for (int i = 0; i < 3; i++)
 		ab_httpc_req_clear(&q[i]);
 	free(url);
-	tsrv_stop(s);
+	tu_http_stop(s);
 }
 
 Test(httpc, empty_batch_and_bad_url)

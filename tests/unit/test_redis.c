@@ -2,113 +2,40 @@
  * test_redis.c - tests of the pooled Redis client against a real
  * redis-server started by the test on a free port with a password.
  *
- * The port is found by binding a socket to port 0 and closing it; the
- * server runs in the foreground as our child (stdout to /dev/null) and is
- * killed in teardown. Tests that need it skip with a message when
- * redis-server is not installed. The central test kills the server while
- * threads hammer the client, checks that nothing hangs and that commands
- * fail fast while it is gone, then restarts it on the same port and
- * waits for the same client object to recover.
+ * The server is a child started with tu_redis_start (testutil.c) on
+ * tu_free_port() and killed in teardown. Tests that need it skip with a
+ * message when redis-server is not installed. The central test kills the
+ * server while threads hammer the client, checks that nothing hangs and
+ * that commands fail fast while it is gone, then restarts it on the same
+ * port and waits for the same client object to recover.
  */
 #include "common.h"
 #include "log.h"
 #include "redis.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define REDIS_BIN "/usr/bin/redis-server"
-#define PW        "test-pw-5f1c9e"
+#define PW "test-pw-5f1c9e"
 
-static pid_t srv_pid;
-static int srv_port;
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd >= 0);
-	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static const char *redis_bin(void)
-{
-	return access(REDIS_BIN, X_OK) == 0 ? REDIS_BIN : NULL;
-}
-
-/* Starts redis-server on port and waits until it answers PING. */
-static pid_t start_redis(int port)
-{
-	char ports[16];
-	snprintf(ports, sizeof(ports), "%d", port);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		int dn = open("/dev/null", O_RDWR);
-		if (dn >= 0) {
-			dup2(dn, 1);
-			dup2(dn, 2);
-		}
-		execl(REDIS_BIN, REDIS_BIN, "--port", ports, "--bind", "127.0.0.1", "--save", "",
-		      "--appendonly", "no", "--daemonize", "no", "--requirepass", PW, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		double lat;
-		char err[160];
-		if (ab_redis_probe("127.0.0.1", port, PW, 200, &lat, err, sizeof(err)) == 0)
-			return pid;
-		ab_sleep_ms(50);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	cr_assert_fail("redis-server did not come up on port %d", port);
-	return -1;
-}
-
-static void kill_redis(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
-}
-
-static void need_redis(void)
-{
-	if (!redis_bin())
-		cr_skip_test("redis-server not installed at " REDIS_BIN "; skipping");
-	srv_port = free_port();
-	srv_pid = start_redis(srv_port);
-}
+static struct tu_redis srv;
 
 static void setup(void)
 {
 	ab_log_min_level = AB_LOG_WARN;
-	srv_pid = 0;
-	srv_port = 0;
+	srv = (struct tu_redis){0};
 }
 
 static void teardown(void)
 {
-	kill_redis(srv_pid);
-	srv_pid = 0;
+	tu_kill(srv.pid);
+	srv.pid = 0;
 }
 
 TestSuite(redis, .init = setup, .fini = teardown, .timeout = 60);
@@ -126,20 +53,7 @@ static bool wait_up(struct ab_redis *r, int ms)
 
 static struct ab_redis *client(const char *pw, int cmd_ms)
 {
-	struct ab_redis_opts o = {
-	    .host = "127.0.0.1",
-	    .port = srv_port,
-	    .password = pw,
-	    .connect_timeout_ms = 500,
-	    .command_timeout_ms = cmd_ms,
-	    .pool_size = 3,
-	    .backoff_min_ms = 50,
-	    .backoff_max_ms = 400,
-	    .ping_interval_ms = 200,
-	};
-	struct ab_redis *r = NULL;
-	cr_assert_eq(ab_redis_new(&o, &r), 0);
-	return r;
+	return tu_redis_client(srv.port, pw, cmd_ms, 3);
 }
 
 Test(redis, state_names)
@@ -152,7 +66,7 @@ Test(redis, state_names)
 
 Test(redis, basic_commands)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client(PW, 1000);
 	int err = 1;
 
@@ -193,7 +107,7 @@ Test(redis, basic_commands)
 
 Test(redis, pipeline)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client(PW, 1000);
 	cr_assert(wait_up(r, 3000));
 
@@ -262,7 +176,7 @@ static void *hammer_main(void *arg)
 
 Test(redis, many_threads_small_pool)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client(PW, 2000);
 	cr_assert(wait_up(r, 3000));
 	enum { T = 8 };
@@ -286,7 +200,7 @@ Test(redis, many_threads_small_pool)
 
 Test(redis, kill_and_restart_recovers)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	enum { CMD_MS = 500, T = 6 };
 	struct ab_redis *r = client(PW, CMD_MS);
 	cr_assert(wait_up(r, 3000));
@@ -298,8 +212,8 @@ Test(redis, kill_and_restart_recovers)
 	ab_sleep_ms(300);
 	cr_assert(atomic_load(&h.ok) > 0);
 
-	kill_redis(srv_pid);
-	srv_pid = 0;
+	tu_kill(srv.pid);
+	srv.pid = 0;
 	ab_sleep_ms(300); /* let the breaker open */
 	atomic_store(&h.killed, true);
 	cr_assert(!ab_redis_is_up(r), "client still up after kill");
@@ -322,7 +236,7 @@ Test(redis, kill_and_restart_recovers)
 	int ok_while_down = atomic_load(&h.ok);
 
 	/* Same port, same client object: it must come back by itself. */
-	srv_pid = start_redis(srv_port);
+	srv.pid = tu_redis_start(srv.port, PW);
 	atomic_store(&h.killed, false);
 	int64_t t_restart = ab_now_ms();
 	bool back = false;
@@ -353,23 +267,9 @@ Test(redis, kill_and_restart_recovers)
 	ab_redis_free(r);
 }
 
-/* A server that accepts connections but never answers. */
-static int blackhole_listen(int *port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd >= 0);
-	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(listen(fd, 16) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 Test(redis, created_while_down_returns_at_once)
 {
-	srv_port = free_port(); /* nothing listens there */
+	srv.port = tu_free_port(); /* nothing listens there */
 	double t0 = ab_now_ms_f();
 	struct ab_redis *r = client(PW, 500);
 	cr_assert(ab_now_ms_f() - t0 < 50, "ab_redis_new blocked");
@@ -395,7 +295,7 @@ Test(redis, created_while_down_returns_at_once)
 
 Test(redis, wrong_password)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client("not-the-password", 500);
 	ab_sleep_ms(500);
 	cr_assert(!ab_redis_is_up(r));
@@ -419,28 +319,28 @@ Test(redis, wrong_password)
 
 Test(redis, probe)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	double lat = -1;
 	char err[160];
 
-	cr_assert_eq(ab_redis_probe("127.0.0.1", srv_port, PW, 500, &lat, err, sizeof(err)), 0);
+	cr_assert_eq(ab_redis_probe("127.0.0.1", srv.port, PW, 500, &lat, err, sizeof(err)), 0);
 	cr_assert(lat >= 0 && lat < 500);
 	cr_assert_str_eq(err, "");
 
-	int rc = ab_redis_probe("127.0.0.1", srv_port, "wrong-pass", 500, &lat, err, sizeof(err));
+	int rc = ab_redis_probe("127.0.0.1", srv.port, "wrong-pass", 500, &lat, err, sizeof(err));
 	cr_assert_eq(rc, AB_EAUTH);
 	cr_assert(!strncmp(err, "auth: WRONGPASS", 15), "err: %s", err);
 
-	rc = ab_redis_probe("127.0.0.1", srv_port, NULL, 500, &lat, err, sizeof(err));
+	rc = ab_redis_probe("127.0.0.1", srv.port, NULL, 500, &lat, err, sizeof(err));
 	cr_assert_eq(rc, AB_EAUTH);
 	cr_assert(strstr(err, "NOAUTH"), "err: %s", err);
 
-	rc = ab_redis_probe("127.0.0.1", free_port(), PW, 500, &lat, err, sizeof(err));
+	rc = ab_redis_probe("127.0.0.1", tu_free_port(), PW, 500, &lat, err, sizeof(err));
 	cr_assert_eq(rc, AB_EUNAVAIL);
 	cr_assert_str_eq(err, "connect: Connection refused");
 
 	int port;
-	int fd = blackhole_listen(&port);
+	int fd = tu_listen_silent(&port); /* accepts, never answers */
 	double t0 = ab_now_ms_f();
 	rc = ab_redis_probe("127.0.0.1", port, PW, 300, &lat, err, sizeof(err));
 	double dt = ab_now_ms_f() - t0;
@@ -452,7 +352,7 @@ Test(redis, probe)
 
 Test(redis, command_timeout_on_hung_server)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client(PW, 300);
 	cr_assert(wait_up(r, 3000));
 	int err = 0;
@@ -460,7 +360,7 @@ Test(redis, command_timeout_on_hung_server)
 	cr_assert_not_null(rep);
 	freeReplyObject(rep);
 	/* Freeze the server: commands must time out, then fail fast. */
-	kill(srv_pid, SIGSTOP);
+	kill(srv.pid, SIGSTOP);
 	double t0 = ab_now_ms_f();
 	rep = ab_redis_cmd(r, &err, "PING");
 	double dt = ab_now_ms_f() - t0;
@@ -472,7 +372,7 @@ Test(redis, command_timeout_on_hung_server)
 	cr_assert_null(rep);
 	cr_assert_eq(err, AB_EUNAVAIL);
 	cr_assert(ab_now_ms_f() - t0 < 20);
-	kill(srv_pid, SIGCONT);
+	kill(srv.pid, SIGCONT);
 	cr_assert(wait_up(r, 3000), "did not recover after SIGCONT");
 	rep = ab_redis_cmd(r, &err, "PING");
 	cr_assert_not_null(rep, "err %d", err);

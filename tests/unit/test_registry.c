@@ -3,12 +3,13 @@
  * cluster health (health.c) against a real redis-server and a tiny HTTP
  * server, both started by the test.
  *
- * redis-server runs as our child on a free port (bind to port 0, close,
- * reuse the number) with a password, and is killed in teardown; tests
- * that need it skip when it is not installed. The HTTP server is a thread
- * on 127.0.0.1:0 answering {"status":"ok"} on /health; in "black hole"
- * mode it accepts and never answers. A process that dies without
- * deregistering is simulated by a forked child killed with SIGKILL.
+ * redis-server runs as our child (tu_redis_start in testutil.c) on a
+ * free port with a password, and is killed in teardown; tests that need
+ * it skip when it is not installed. The HTTP server is testutil's
+ * threaded one on 127.0.0.1, answering {"status":"ok"} on /health; in
+ * "black hole" mode it accepts and never answers. A process that dies
+ * without deregistering is simulated by a forked child killed with
+ * SIGKILL.
  */
 #include "common.h"
 #include "config.h"
@@ -16,104 +17,23 @@
 #include "log.h"
 #include "redis.h"
 #include "registry.h"
+#include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define REDIS_BIN "/usr/bin/redis-server"
-#define PW        "reg-test-pw-a81f"
+#define PW "reg-test-pw-a81f"
 
-static pid_t srv_pid;
-static int srv_port;
+static struct tu_redis srv;
 
 /* ---- fixtures: redis-server ---- */
 
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert(fd >= 0);
-	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static pid_t start_redis(int port)
-{
-	char ports[16];
-	snprintf(ports, sizeof(ports), "%d", port);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		int dn = open("/dev/null", O_RDWR);
-		if (dn >= 0) {
-			dup2(dn, 1);
-			dup2(dn, 2);
-		}
-		execl(REDIS_BIN, REDIS_BIN, "--port", ports, "--bind", "127.0.0.1", "--save", "",
-		      "--appendonly", "no", "--daemonize", "no", "--requirepass", PW, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 100; i++) {
-		double lat;
-		char err[160];
-		if (ab_redis_probe("127.0.0.1", port, PW, 200, &lat, err, sizeof(err)) == 0)
-			return pid;
-		ab_sleep_ms(50);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	cr_assert_fail("redis-server did not come up on port %d", port);
-	return -1;
-}
-
-static void kill_pid(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
-}
-
-static void need_redis(void)
-{
-	if (access(REDIS_BIN, X_OK) != 0)
-		cr_skip_test("redis-server not installed at " REDIS_BIN "; skipping");
-	srv_port = free_port();
-	srv_pid = start_redis(srv_port);
-}
-
 static struct ab_redis *client(void)
 {
-	struct ab_redis_opts o = {
-	    .host = "127.0.0.1",
-	    .port = srv_port,
-	    .password = PW,
-	    .connect_timeout_ms = 500,
-	    .command_timeout_ms = 500,
-	    .pool_size = 2,
-	    .backoff_min_ms = 50,
-	    .backoff_max_ms = 400,
-	    .ping_interval_ms = 200,
-	};
-	struct ab_redis *r = NULL;
-	cr_assert_eq(ab_redis_new(&o, &r), 0);
-	return r;
+	return tu_redis_client(srv.port, PW, 500, 2);
 }
 
 static void wait_up(struct ab_redis *r)
@@ -123,112 +43,17 @@ static void wait_up(struct ab_redis *r)
 	cr_assert(ab_redis_is_up(r), "redis client never came up");
 }
 
-/* ---- fixtures: HTTP server ---- */
-
-struct tsrv {
-	int fd;
-	int port;
-	bool blackhole;
-	atomic_bool stop;
-	pthread_t th;
-};
-
-static void *conn_main(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	char buf[4096];
-	size_t len = 0;
-	while (len < sizeof(buf) - 1) {
-		ssize_t got = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-		buf[len] = '\0';
-		if (strstr(buf, "\r\n\r\n"))
-			break;
-	}
-	buf[len] = '\0';
-	const char *body = strncmp(buf, "GET /health ", 12) == 0 ? "{\"status\":\"ok\"}" : "{}";
-	int code = strncmp(buf, "GET /health ", 12) == 0 ? 200 : 404;
-	char out[512];
-	int n = snprintf(out, sizeof(out),
-	                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-	                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-	                 code, strlen(body), body);
-	send(fd, out, (size_t)n, MSG_NOSIGNAL);
-	close(fd);
-	return NULL;
-}
-
-static void *blackhole_main(void *arg)
-{
-	int fd = (int)(intptr_t)arg;
-	char tmp[1024];
-	while (recv(fd, tmp, sizeof(tmp), 0) > 0)
-		;
-	close(fd);
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	struct tsrv *s = arg;
-	while (!atomic_load(&s->stop)) {
-		int c = accept(s->fd, NULL, NULL);
-		if (c < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			break;
-		}
-		pthread_t t;
-		if (pthread_create(&t, NULL, s->blackhole ? blackhole_main : conn_main,
-		                   (void *)(intptr_t)c) == 0)
-			pthread_detach(t);
-		else
-			close(c);
-	}
-	return NULL;
-}
-
-static struct tsrv *tsrv_start(bool blackhole)
-{
-	struct tsrv *s = ab_xcalloc(1, sizeof(*s));
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	s->blackhole = blackhole;
-	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert(s->fd >= 0);
-	cr_assert(bind(s->fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(listen(s->fd, 64) == 0);
-	cr_assert(getsockname(s->fd, (struct sockaddr *)&a, &al) == 0);
-	s->port = ntohs(a.sin_port);
-	cr_assert(pthread_create(&s->th, NULL, accept_main, s) == 0);
-	return s;
-}
-
-static void tsrv_stop(struct tsrv *s)
-{
-	if (!s)
-		return;
-	atomic_store(&s->stop, true);
-	shutdown(s->fd, SHUT_RDWR);
-	pthread_join(s->th, NULL);
-	close(s->fd);
-	free(s);
-}
-
 static void setup(void)
 {
 	ab_log_min_level = AB_LOG_ERROR;
 	ab_httpc_global_init();
-	srv_pid = 0;
-	srv_port = 0;
+	srv = (struct tu_redis){0};
 }
 
 static void teardown(void)
 {
-	kill_pid(srv_pid);
-	srv_pid = 0;
+	tu_kill(srv.pid);
+	srv.pid = 0;
 	ab_httpc_global_cleanup();
 }
 
@@ -268,7 +93,7 @@ static json_t *wait_entry(struct ab_redis *r, const char *id, int ms)
 
 Test(registry, two_registrations_listed_and_stop_removes)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	struct ab_redis *r = client();
 	wait_up(r);
 	struct ab_registry *a = NULL, *b = NULL;
@@ -324,7 +149,7 @@ Test(registry, two_registrations_listed_and_stop_removes)
 
 Test(registry, dead_process_expires)
 {
-	need_redis();
+	tu_redis_need(&srv, PW);
 	pid_t child = fork();
 	cr_assert(child >= 0);
 	if (child == 0) {
@@ -339,11 +164,11 @@ Test(registry, dead_process_expires)
 	wait_up(r);
 	json_t *e = wait_entry(r, "doomed", 4000);
 	if (!e)
-		kill_pid(child);
+		tu_kill(child);
 	cr_assert_not_null(e, "child never registered");
 	json_decref(e);
 
-	kill_pid(child);
+	tu_kill(child);
 	double t0 = ab_now_ms_f();
 	while ((e = find_entry(r, "doomed", NULL)) && ab_now_ms_f() - t0 < 6000) {
 		json_decref(e);
@@ -362,7 +187,7 @@ Test(registry, dead_process_expires)
 
 Test(registry, redis_down)
 {
-	srv_port = free_port();
+	srv.port = tu_free_port();
 	struct ab_redis *r = client();
 	struct ab_registry *g = NULL;
 	cr_assert_eq(ab_registry_start(r, "npu", "x", "http://127.0.0.1:1", &g), 0);
@@ -424,11 +249,11 @@ Test(registry, overall)
 
 Test(registry, health_ok_then_redis_down)
 {
-	need_redis();
-	struct tsrv *http = tsrv_start(false);
+	tu_redis_need(&srv, PW);
+	struct tu_http_server *http = tu_http_start(TU_HTTP_CANNED);
 	struct ab_config *cfg = empty_config();
-	enable(cfg, AB_ROLE_COORDINATOR, http->port);
-	enable(cfg, AB_ROLE_REDIS, srv_port);
+	enable(cfg, AB_ROLE_COORDINATOR, tu_http_port(http));
+	enable(cfg, AB_ROLE_REDIS, srv.port);
 	set_str(&cfg->services[AB_ROLE_REDIS].password, PW);
 	struct ab_redis *r = client();
 	wait_up(r);
@@ -459,7 +284,7 @@ Test(registry, health_ok_then_redis_down)
 	cr_assert_str_eq(p[2].status, "ok", "redis: %s", p[2].error);
 	cr_assert_str_eq(p[2].source, "config");
 	char want[64];
-	snprintf(want, sizeof(want), "redis://127.0.0.1:%d", srv_port);
+	snprintf(want, sizeof(want), "redis://127.0.0.1:%d", srv.port);
 	cr_assert_str_eq(p[2].url, want);
 	cr_assert_str_eq(ab_health_overall(p, n), "down");
 
@@ -485,8 +310,8 @@ Test(registry, health_ok_then_redis_down)
 	free(p);
 
 	/* Kill Redis: its probe is down and says why; HTTP is unaffected. */
-	kill_pid(srv_pid);
-	srv_pid = 0;
+	tu_kill(srv.pid);
+	srv.pid = 0;
 	double t0 = ab_now_ms_f();
 	cr_assert_eq(ab_health_cluster(cfg, r, 500, &p, &n), 0);
 	cr_assert(ab_now_ms_f() - t0 < 1000);
@@ -501,30 +326,24 @@ Test(registry, health_ok_then_redis_down)
 	free(coord_url);
 	ab_redis_free(r);
 	ab_config_free(cfg);
-	tsrv_stop(http);
+	tu_http_stop(http);
 }
 
 Test(registry, health_blackholes_are_concurrent)
 {
-	struct tsrv *http = tsrv_start(false);
-	struct tsrv *hole = tsrv_start(true);
+	struct tu_http_server *http = tu_http_start(TU_HTTP_CANNED);
+	struct tu_http_server *hole = tu_http_start(TU_HTTP_BLACKHOLE);
 	int rport;
 	/* A Redis that accepts but never answers: listen without accepting. */
-	int rfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	cr_assert(bind(rfd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	cr_assert(listen(rfd, 8) == 0);
-	getsockname(rfd, (struct sockaddr *)&a, &al);
-	rport = ntohs(a.sin_port);
+	int rfd = tu_listen_silent(&rport);
 
 	struct ab_config *cfg = empty_config();
-	enable(cfg, AB_ROLE_COORDINATOR, http->port);
-	enable(cfg, AB_ROLE_NPU, hole->port);
-	enable(cfg, AB_ROLE_AI, hole->port);
-	enable(cfg, AB_ROLE_BROWSER, hole->port);
-	enable(cfg, AB_ROLE_LLM, hole->port);
-	enable(cfg, AB_ROLE_DESKTOP, free_port());
+	enable(cfg, AB_ROLE_COORDINATOR, tu_http_port(http));
+	enable(cfg, AB_ROLE_NPU, tu_http_port(hole));
+	enable(cfg, AB_ROLE_AI, tu_http_port(hole));
+	enable(cfg, AB_ROLE_BROWSER, tu_http_port(hole));
+	enable(cfg, AB_ROLE_LLM, tu_http_port(hole));
+	enable(cfg, AB_ROLE_DESKTOP, tu_free_port());
 	enable(cfg, AB_ROLE_REDIS, rport);
 	set_str(&cfg->services[AB_ROLE_REDIS].password, "whatever");
 
@@ -557,6 +376,6 @@ Test(registry, health_blackholes_are_concurrent)
 	free(p);
 	ab_config_free(cfg);
 	close(rfd);
-	tsrv_stop(http);
-	tsrv_stop(hole);
+	tu_http_stop(http);
+	tu_http_stop(hole);
 }
