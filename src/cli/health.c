@@ -138,7 +138,7 @@ int ab_cmd_health(int argc, char **argv)
 			printf("\033[H\033[2J");
 		if (json) {
 			json_t *j = ab_health_to_json(p, n, elapsed);
-			char *s = json_dumps(j, JSON_COMPACT);
+			char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 			printf("%s\n", s);
 			free(s);
 			json_decref(j);
@@ -196,7 +196,7 @@ int ab_cmd_status(int argc, char **argv)
 				      cfg->state_dir, "cluster", cfg->cluster_name, "registry",
 				      reg ? json_incref(reg) : json_null(), "health",
 				      ab_health_to_json(p, n, elapsed));
-		char *s = json_dumps(j, JSON_COMPACT);
+		char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		printf("%s\n", s);
 		free(s);
 		json_decref(j);

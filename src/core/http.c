@@ -311,7 +311,7 @@ void ab_http_reply_json(struct ab_http_req *req, int status, const char *body, s
 
 void ab_http_reply_jansson(struct ab_http_req *req, int status, const json_t *j)
 {
-	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
 	if (!s) {
 		reply_error(req->internal, 500, "internal", "could not serialise reply");
 		return;

@@ -41,6 +41,7 @@ struct ab_registry {
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
 	bool stopping;
 	double load;
+	bool load_set;
 	bool failing; /* last heartbeat failed (log once) */
 	pthread_t thread;
 };
@@ -49,13 +50,21 @@ static char *entry_json(struct ab_registry *g)
 {
 	pthread_mutex_lock(&g->lock);
 	double load = g->load;
+	bool load_set = g->load_set;
 	pthread_mutex_unlock(&g->lock);
+	/* Until the role reports its own figure, publish the host's: the
+	 * 1-minute load average per core (1.0 = every core busy). */
+	double avg[1];
+	if (!load_set && getloadavg(avg, 1) == 1) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		load = avg[0] / (double)(cores > 0 ? cores : 1);
+	}
 
 	json_t *o =
 	    json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:s}", "role", g->role, "id", g->id,
 	              "url", g->url, "version", AB_VERSION, "pid", (json_int_t)getpid(),
 	              "started_ms", (json_int_t)g->started_ms, "load", load, "host", g->host);
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
 	json_decref(o);
 	return s; /* caller frees */
 }
@@ -182,6 +191,7 @@ void ab_registry_set_load(struct ab_registry *g, double load)
 		return;
 	pthread_mutex_lock(&g->lock);
 	g->load = load;
+	g->load_set = true;
 	pthread_mutex_unlock(&g->lock);
 }
 

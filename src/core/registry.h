@@ -28,7 +28,9 @@ int ab_registry_start(struct ab_redis *r, const char *role, const char *id,
 		      const char *url, struct ab_registry **out);
 /* Stops the heartbeat and deletes the entry (best effort). NULL ok. */
 void ab_registry_stop(struct ab_registry *reg);
-/* Sets the load figure published with each heartbeat (e.g. in-flight). */
+/* Sets the load figure published with each heartbeat (e.g. requests in
+ * flight). Until it is called, the host's 1-minute load average per core
+ * is published. */
 void ab_registry_set_load(struct ab_registry *reg, double load);
 
 /* Lists live entries as a JSON array of objects (caller decrefs), or NULL

@@ -89,7 +89,7 @@ static void *hub_main(void *arg)
 		char *text = NULL;
 		if (ab_health_cluster(c->svc->cfg, c->svc->redis, c->svc->cfg->probe_ms, &p, &n) == 0) {
 			json_t *j = ab_health_to_json(p, n, ab_now_ms_f() - t0);
-			text = json_dumps(j, JSON_COMPACT);
+			text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 			json_decref(j);
 			free(p);
 		}
