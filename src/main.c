@@ -27,6 +27,8 @@ static const struct {
 	{"health", ab_cmd_health, "probe every service; exit 0 ok, 1 degraded, 2 down"},
 	{"status", ab_cmd_status, "registry, state and health of the cluster"},
 	{"config", ab_cmd_config, "check, show or list the configuration"},
+	{"model", ab_cmd_model, "inspect, convert, synthesise and list models"},
+	{"run", ab_cmd_run, "generate text with a model on this machine"},
 	{"version", cmd_version, "print the version"},
 };
 

@@ -59,5 +59,7 @@ int ab_cmd_serve(int argc, char **argv);
 int ab_cmd_health(int argc, char **argv);
 int ab_cmd_status(int argc, char **argv);
 int ab_cmd_config(int argc, char **argv);
+int ab_cmd_model(int argc, char **argv);
+int ab_cmd_run(int argc, char **argv);
 
 #endif

@@ -1,0 +1,89 @@
+/*
+ * quant.h - tensor types and the kernels on them: block layouts of the
+ * ggml types AutoBot runs (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K),
+ * dequantisation, quantisation (for model synth and for activations) and
+ * the matrix-vector / matrix-matrix products of the forward pass, each
+ * with an AVX2+FMA kernel chosen at run time and a scalar fallback.
+ *
+ * Products follow ggml's arithmetic: the activations are rounded to the
+ * weight's "dot type" first (Q8_0 for Q4_0/Q8_0 weights, Q8_K for
+ * Q4_K/Q6_K, F16 for F16, BF16 for BF16, none for F32), so that logits
+ * agree with llama.cpp's to float32 noise.
+ */
+#ifndef AB_QUANT_H
+#define AB_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ggml type ids, as stored in GGUF files. */
+enum ab_type {
+	AB_TYPE_F32 = 0,
+	AB_TYPE_F16 = 1,
+	AB_TYPE_Q4_0 = 2,
+	AB_TYPE_Q4_1 = 3,
+	AB_TYPE_Q5_0 = 6,
+	AB_TYPE_Q5_1 = 7,
+	AB_TYPE_Q8_0 = 8,
+	AB_TYPE_Q8_1 = 9,
+	AB_TYPE_Q2_K = 10,
+	AB_TYPE_Q3_K = 11,
+	AB_TYPE_Q4_K = 12,
+	AB_TYPE_Q5_K = 13,
+	AB_TYPE_Q6_K = 14,
+	AB_TYPE_Q8_K = 15,
+	AB_TYPE_BF16 = 30,
+	AB_TYPE__MAX = 40,
+};
+
+struct ab_type_info {
+	const char *name;     /* "Q4_K" */
+	int block;            /* elements per block */
+	size_t block_bytes;   /* bytes per block */
+	bool supported;       /* we can dequantise and multiply it */
+};
+
+/* Info for a type id, or NULL if the id is unknown. */
+const struct ab_type_info *ab_type_get(uint32_t type);
+/* Bytes of a row of n elements (n a multiple of the block), or 0 if
+ * the type is unknown or n is not a multiple of its block. */
+size_t ab_type_row_bytes(uint32_t type, int64_t n);
+/* Parses "q4_0", "Q4_K", "f16", ... Returns the id or -1. */
+int ab_type_parse(const char *name);
+
+/* Converts n elements (a multiple of the block) to float32. 0 or AB_EINVAL. */
+int ab_dequantize(uint32_t type, const void *src, float *dst, int64_t n);
+/* Converts n float32 values to type (for model synth, and activations). */
+int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n);
+
+float ab_f16_to_f32(uint16_t h);
+uint16_t ab_f32_to_f16(float f);
+float ab_bf16_to_f32(uint16_t h);
+uint16_t ab_f32_to_bf16(float f);
+
+/* A fixed pool of worker threads that run one parallel-for at a time.
+ * The calling thread takes part as thread 0. */
+struct ab_pool;
+struct ab_pool *ab_pool_new(int n_threads);   /* n_threads >= 1 */
+void ab_pool_free(struct ab_pool *p);
+int ab_pool_threads(const struct ab_pool *p);
+/* Runs fn(ud, ith, nth) for ith in 0..nth-1 on the pool and waits. */
+void ab_pool_run(struct ab_pool *p, void (*fn)(void *ud, int ith, int nth), void *ud);
+
+/*
+ * Y = X W^T: W is R rows of C elements of the given type (row-major, as
+ * stored: ne[0] = C, ne[1] = R), X is T rows of C floats, Y is T rows of
+ * R floats. T = 1 is the generation case (matrix-vector); T > 1 is prompt
+ * evaluation and is computed as matrix-matrix work (each weight row is
+ * loaded once for all T activation rows). Uses the pool (NULL = serial).
+ */
+void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
+	       float *Y, struct ab_pool *pool);
+
+/* Which kernels run: "avx2" or "scalar". ab_quant_force_scalar() is for
+ * tests that compare both. */
+const char *ab_quant_backend(void);
+void ab_quant_force_scalar(bool on);
+
+#endif
