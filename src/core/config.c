@@ -103,6 +103,7 @@ struct key {
 };
 
 static int check_cidr(const char *item, struct ab_buf *why);
+static int check_provider(const char *item, struct ab_buf *why);
 static int check_origin(const char *item, struct ab_buf *why);
 
 #define OFF(m) offsetof(struct ab_config, m)
@@ -144,6 +145,16 @@ static const struct key keys[] = {
 	SVC_BASE("ai", AB_ROLE_AI, 8080, "false"),
 	SVC_BASE("browser", AB_ROLE_BROWSER, 3000, "false"),
 	SVC_BASE("llm", AB_ROLE_LLM, 11434, "false"),
+	{.path = "services.llm.provider", .type = T_NAME, .off = OFF(llm.provider),
+	 .def = "builtin", .role = AB_ROLE_LLM, .check = check_provider,
+	 .help = "builtin (AutoBot's engine), ollama or openai (forward to services.llm.url)"},
+	{.path = "services.llm.url", .type = T_STR, .off = OFF(llm.url), .def = "",
+	 .role = AB_ROLE_LLM, .help = "base URL of the ollama/openai server the llm role forwards to"},
+	{.path = "services.llm.api_key", .type = T_STR, .off = OFF(llm.api_key), .def = "",
+	 .secret = true, .role = AB_ROLE_LLM,
+	 .help = "bearer key sent to an openai provider (\"\" = none)"},
+	{.path = "services.llm.model", .type = T_STR, .off = OFF(llm.model), .def = "",
+	 .role = AB_ROLE_LLM, .help = "default model: a name from autobot model list or a file path"},
 	SVC_BASE("desktop", AB_ROLE_DESKTOP, 6080, "false"),
 	{.path = "security.allow_cidrs", .type = T_LIST, .off = OFF(allow_cidrs),
 	 .off2 = OFF(n_allow), .def = "127.0.0.0/8,::1/128", .role = -1,
@@ -173,6 +184,30 @@ static const struct key keys[] = {
 	{.path = "http.threads", .type = T_INT, .off = OFF(http_threads), .min = 1,
 	 .max = 256, .def = "2", .role = -1,
 	 .help = "HTTP worker threads per service"},
+	{.path = "llm.models_dir", .type = T_STR, .off = OFF(llm.models_dir), .def = "",
+	 .role = -1, .help = "folder of .gguf/.bin models (\"\" = <state_dir>/models)"},
+	{.path = "llm.ollama_dir", .type = T_STR, .off = OFF(llm.ollama_dir), .def = "",
+	 .role = -1,
+	 .help = "an Ollama model store to list too (\"\" = $OLLAMA_MODELS or ~/.ollama/models)"},
+	{.path = "llm.keep_alive_s", .type = T_INT, .off = OFF(llm.keep_alive_s), .min = 0,
+	 .max = 86400 * 365, .def = "300", .role = -1,
+	 .help = "seconds an idle model stays loaded"},
+	{.path = "llm.max_loaded", .type = T_INT, .off = OFF(llm.max_loaded), .min = 1,
+	 .max = 64, .def = "2", .role = -1, .help = "models loaded at once at most"},
+	{.path = "llm.mem_budget_mb", .type = T_LLONG, .off = OFF(llm.mem_budget_mb),
+	 .min = 0, .max = 1LL << 40, .def = "0", .role = -1,
+	 .help = "memory for loaded models in MiB (0 = what the system has available)"},
+	{.path = "llm.queue_max", .type = T_INT, .off = OFF(llm.queue_max), .min = 1,
+	 .max = 100000, .def = "16", .role = -1,
+	 .help = "requests waiting for the engine before 429"},
+	{.path = "llm.parallel", .type = T_INT, .off = OFF(llm.parallel), .min = 1,
+	 .max = 64, .def = "1", .role = -1, .help = "generations running at once"},
+	{.path = "llm.threads", .type = T_INT, .off = OFF(llm.threads), .min = 0,
+	 .max = 256, .def = "0", .role = -1,
+	 .help = "compute threads per generation (0 = by model size)"},
+	{.path = "llm.num_ctx", .type = T_INT, .off = OFF(llm.num_ctx), .min = 16,
+	 .max = 1 << 20, .def = "2048", .role = -1,
+	 .help = "default context length in tokens"},
 	{.path = "log.level", .type = T_LEVEL, .off = OFF(log_level), .def = "info",
 	 .role = -1, .help = "debug, info, warn or error"},
 	{.path = "log.format", .type = T_FORMAT, .off = OFF(log_json),
@@ -401,6 +436,14 @@ static bool is_loopback(const char *host)
 	return false;
 }
 
+static int check_provider(const char *item, struct ab_buf *why)
+{
+	if (!strcmp(item, "builtin") || !strcmp(item, "ollama") || !strcmp(item, "openai"))
+		return 0;
+	ab_buf_printf(why, "expected builtin, ollama or openai, got \"%s\"", item);
+	return -1;
+}
+
 static int check_cidr(const char *item, struct ab_buf *why)
 {
 	struct ab_cidr c;
@@ -522,6 +565,14 @@ static int set_scalar(struct loader *L, size_t ki, const char *value, const char
 		if (!ok)
 			return fail_value(L, where, k, "expected a name of 1 to 64 "
 					  "letters, digits, '.', '_' or '-'", value);
+		if (k->check) {
+			struct ab_buf cw = {0};
+			if (k->check(value, &cw) != 0) {
+				int rc = fail(L, where, k->path, "%s", cw.data);
+				ab_buf_free(&cw);
+				return rc;
+			}
+		}
 		replace_str(FIELD(cfg, k->off, char *), value);
 		break;
 	}
@@ -1331,6 +1382,12 @@ void ab_config_free(struct ab_config *cfg)
 	for (size_t i = 0; i < cfg->n_cors; i++)
 		free(cfg->cors_origins[i]);
 	free(cfg->cors_origins);
+	free(cfg->llm.provider);
+	free(cfg->llm.url);
+	free(cfg->llm.api_key);
+	free(cfg->llm.model);
+	free(cfg->llm.models_dir);
+	free(cfg->llm.ollama_dir);
 	free(cfg);
 }
 

@@ -69,6 +69,21 @@ struct ab_config {
 	int http_threads;
 	int log_level;           /* AB_LOG_* */
 	bool log_json;
+	struct {
+		char *provider;      /* services.llm.provider: builtin | ollama | openai */
+		char *url;           /* services.llm.url: upstream of a provider */
+		char *api_key;       /* services.llm.api_key (secret) */
+		char *model;         /* services.llm.model: default model name or path */
+		char *models_dir;    /* llm.models_dir ("" = <state_dir>/models) */
+		char *ollama_dir;    /* llm.ollama_dir ("" = $OLLAMA_MODELS or ~/.ollama/models) */
+		int keep_alive_s;    /* llm.keep_alive_s */
+		int max_loaded;      /* llm.max_loaded */
+		long long mem_budget_mb; /* llm.mem_budget_mb (0 = MemAvailable) */
+		int queue_max;       /* llm.queue_max */
+		int parallel;        /* llm.parallel */
+		int threads;         /* llm.threads (0 = by model size) */
+		int num_ctx;         /* llm.num_ctx */
+	} llm;
 };
 
 /* Where the layers come from. Any pointer may be NULL. */

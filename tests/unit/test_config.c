@@ -687,8 +687,9 @@ Test(config, each_key_env_names)
 {
 	struct key_seen s = {0};
 	ab_config_each_key(on_key, &s);
-	/* 4 top + 8 roles x 3 + 2 redis + 4 security + 4 timeouts + 1 http + 2 log */
-	cr_assert_eq(s.n, 41);
+	/* 4 top + 8 roles x 3 + 2 redis + 4 llm service + 4 security + 4 timeouts
+	 * + 9 llm + 1 http + 2 log */
+	cr_assert_eq(s.n, 54);
 	cr_assert(s.probe);
 	cr_assert(s.redis_pw);
 	cr_assert(s.state);
@@ -726,4 +727,22 @@ Test(config, distributed_yaml)
 	cr_assert_str_eq(cfg->cors_origins[0], "http://172.16.168.21:5173");
 	cr_assert_eq(cfg->n_hosts, 6);
 	ab_config_free(cfg);
+}
+
+Test(config, llm_provider_checked)
+{
+	char err[512];
+	const char *sets[] = {"services.llm.provider=openai", "llm.keep_alive_s=60"};
+	struct ab_config_src src = {.sets = sets, .n_sets = 2};
+	struct ab_config *cfg = NULL;
+	cr_assert_eq(ab_config_load(&src, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(cfg->llm.provider, "openai");
+	cr_assert_eq(cfg->llm.keep_alive_s, 60);
+	cr_assert_eq(cfg->llm.num_ctx, 2048);
+	ab_config_free(cfg);
+	const char *bad[] = {"services.llm.provider=vllm"};
+	struct ab_config_src src2 = {.sets = bad, .n_sets = 1};
+	cr_assert_eq(ab_config_load(&src2, &cfg, err, sizeof(err)), AB_ECONFIG);
+	cr_assert_not_null(strstr(err, "services.llm.provider"), "%s", err);
+	cr_assert_not_null(strstr(err, "builtin, ollama or openai"), "%s", err);
 }
