@@ -25,7 +25,7 @@ REDIS = aioredis.Redis(
     host="127.0.0.1",
     port=int(os.environ.get("BENCH_REDIS_PORT", "6379")),
     password=os.environ.get("BENCH_REDIS_PASSWORD") or None,
-    max_connections=64,
+    max_connections=1024,  # more than wrk's 100 connections: never 'Too many connections'
 )
 INDEX = "ab:svc:index"
 

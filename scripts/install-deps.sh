@@ -7,11 +7,11 @@ set -o pipefail
 
 build_pkgs=(
   build-essential pkg-config meson ninja-build
-  libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libyaml-dev
-  libjansson-dev libsystemd-dev libutf8proc-dev redis-server
+  libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libcurl3-gnutls libyaml-dev
+  libjansson-dev libutf8proc-dev redis-server
 )
 test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest)
-bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn hyperfine)
+bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn python3-redis hyperfine)
 
 want=("${build_pkgs[@]}")
 case "${1:-test}" in

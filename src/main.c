@@ -3,7 +3,6 @@
  * chosen by the first argument (like redis-server or consul agent).
  */
 #include "cli/cli.h"
-#include "core/httpc.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -60,7 +59,6 @@ int main(int argc, char **argv)
 		return cmd_version(0, NULL);
 	for (size_t i = 0; i < AB_ARRAY_LEN(commands); i++) {
 		if (strcmp(cmd, commands[i].name) == 0) {
-			ab_httpc_global_init();
 			return commands[i].fn(argc - 1, argv + 1);
 		}
 	}

@@ -28,7 +28,8 @@ struct ab_httpc_req {
 	char errstr[160];              /* human-readable reason when err != 0 */
 };
 
-/* Must be called once before threads start (curl_global_init). */
+/* Optional: libcurl is loaded and initialised on first use (curl_lazy.c);
+ * this only does that now. */
 int ab_httpc_global_init(void);
 void ab_httpc_global_cleanup(void);
 

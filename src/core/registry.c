@@ -208,11 +208,21 @@ static int cmp_entry(const void *a, const void *b)
 	return c ? c : strcmp(obj_str(x, "id"), obj_str(y, "id"));
 }
 
+/* One round trip: the live entries of the index, with the index pruned of
+ * expired keys on the server side. */
+static const char list_script[] =
+	"local ks = redis.call('SMEMBERS', KEYS[1]) "
+	"if #ks == 0 then return {} end "
+	"local vs = redis.call('MGET', unpack(ks)) "
+	"local out = {} "
+	"for i = 1, #ks do "
+	"  if vs[i] then out[#out + 1] = vs[i] else redis.call('SREM', KEYS[1], ks[i]) end "
+	"end "
+	"return out";
+
 json_t *ab_registry_list(struct ab_redis *r, int *err)
 {
 	int dummy;
-	redisReply *members = NULL, *vals = NULL;
-	const char **argv = NULL;
 	json_t **items = NULL;
 	json_t *arr = NULL;
 	size_t nitems = 0;
@@ -220,44 +230,20 @@ json_t *ab_registry_list(struct ab_redis *r, int *err)
 	if (!err)
 		err = &dummy;
 	*err = 0;
-	members = ab_redis_cmd(r, err, "SMEMBERS %s", AB_KEY_SVC_INDEX);
-	if (!members)
+	const char *argv[] = {"EVAL", list_script, "1", AB_KEY_SVC_INDEX};
+	redisReply *vals = ab_redis_cmdargv(r, err, 4, argv, NULL);
+	if (!vals)
 		return NULL;
-	if (members->type != REDIS_REPLY_ARRAY) {
+	if (vals->type != REDIS_REPLY_ARRAY) {
 		*err = *err ? *err : AB_EPROTO;
 		goto out;
 	}
 	arr = json_array();
-	if (members->elements == 0)
-		goto out;
-
-	size_t n = members->elements;
-	argv = ab_xcalloc(n + 2, sizeof(*argv));
-	argv[0] = "MGET";
-	for (size_t i = 0; i < n; i++)
-		argv[i + 1] = members->element[i]->str ? members->element[i]->str : "";
-	vals = ab_redis_cmdargv(r, err, (int)n + 1, argv, NULL);
-	if (!vals || vals->type != REDIS_REPLY_ARRAY || vals->elements != n) {
-		if (*err == 0)
-			*err = AB_EPROTO;
-		json_decref(arr);
-		arr = NULL;
-		goto out;
-	}
-
-	/* Collect live entries; reuse argv for the SREM of expired ones. */
-	size_t nstale = 0;
-	argv[0] = "SREM";
-	argv[1] = AB_KEY_SVC_INDEX;
-	const char **stale = argv + 2; /* points into members, which we own */
-	items = ab_xcalloc(n, sizeof(*items));
-	for (size_t i = 0; i < n; i++) {
+	items = ab_xcalloc(vals->elements ? vals->elements : 1, sizeof(*items));
+	for (size_t i = 0; i < vals->elements; i++) {
 		redisReply *v = vals->element[i];
-		const char *key = members->element[i]->str ? members->element[i]->str : "";
-		if (v->type != REDIS_REPLY_STRING) {
-			stale[nstale++] = key;
+		if (v->type != REDIS_REPLY_STRING)
 			continue;
-		}
 		json_t *o = json_loadb(v->str, v->len, 0, NULL);
 		if (!json_is_object(o)) {
 			json_decref(o);
@@ -265,22 +251,12 @@ json_t *ab_registry_list(struct ab_redis *r, int *err)
 		}
 		items[nitems++] = o;
 	}
-	if (nstale > 0) {
-		int e2 = 0;
-		redisReply *rep = ab_redis_cmdargv(r, &e2, (int)nstale + 2, argv, NULL);
-		if (rep)
-			freeReplyObject(rep);
-	}
 	qsort(items, nitems, sizeof(*items), cmp_entry);
 	for (size_t i = 0; i < nitems; i++)
 		json_array_append_new(arr, items[i]);
 	*err = 0;
 out:
 	free(items);
-	free(argv);
-	if (vals)
-		freeReplyObject(vals);
-	if (members)
-		freeReplyObject(members);
+	freeReplyObject(vals);
 	return arr;
 }

@@ -14,12 +14,12 @@
  */
 #include "service.h"
 
-#include "ab_build.h"
 #include "keys.h"
 #include "log.h"
 #include "sha256.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,9 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#if AB_HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
+#include <sys/socket.h>
+#include <sys/un.h>
 
 static const struct ab_route common_routes[] = {
 	{"GET", "/health", ab_service_health_handler, AB_ACCESS_PUBLIC, 0,
@@ -175,13 +174,30 @@ static void redis_metrics(void *ud, struct ab_buf *out)
 		      (double)(ab_now_ms() - svc->started_ms) / 1000.0);
 }
 
+/*
+ * Tells systemd (Type=notify) about our state: one datagram to the unix
+ * socket named by $NOTIFY_SOCKET ("@" = abstract namespace). That is the
+ * whole sd_notify protocol, so no libsystemd is needed.
+ */
 static void notify(const char *state)
 {
-#if AB_HAVE_SYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return;
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	size_t len = strlen(path);
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		ab_log(AB_LOG_DEBUG, "sd_notify: %s", strerror(errno));
+	close(fd);
 }
 
 int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
