@@ -28,6 +28,7 @@ static const struct {
 	{"config", ab_cmd_config, "check, show or list the configuration"},
 	{"model", ab_cmd_model, "inspect, convert, synthesise and list models"},
 	{"run", ab_cmd_run, "generate text with a model on this machine"},
+	{"chat", ab_cmd_chat, "chat with the cluster's LLM through the coordinator"},
 	{"version", cmd_version, "print the version"},
 };
 

@@ -61,5 +61,6 @@ int ab_cmd_status(int argc, char **argv);
 int ab_cmd_config(int argc, char **argv);
 int ab_cmd_model(int argc, char **argv);
 int ab_cmd_run(int argc, char **argv);
+int ab_cmd_chat(int argc, char **argv);
 
 #endif

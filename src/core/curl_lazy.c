@@ -43,6 +43,7 @@ static struct {
 	CURLMcode (*multi_perform)(CURLM *, int *);
 	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned int, int, int *);
 	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_wakeup)(CURLM *);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
 } fn;
@@ -83,6 +84,7 @@ static void load(void)
 	RESOLVE(h, multi_perform, "curl_multi_perform");
 	RESOLVE(h, multi_poll, "curl_multi_poll");
 	RESOLVE(h, multi_info_read, "curl_multi_info_read");
+	RESOLVE(h, multi_wakeup, "curl_multi_wakeup");
 	RESOLVE(h, slist_append, "curl_slist_append");
 	RESOLVE(h, slist_free_all, "curl_slist_free_all");
 	/* once, here, so that no caller needs to (it is not thread-safe) */
@@ -202,6 +204,11 @@ CURLMcode curl_multi_poll(CURLM *m, struct curl_waitfd *extra, unsigned int n, i
 CURLMsg *curl_multi_info_read(CURLM *m, int *left)
 {
 	return ready() ? fn.multi_info_read(m, left) : NULL;
+}
+
+CURLMcode curl_multi_wakeup(CURLM *m)
+{
+	return ready() ? fn.multi_wakeup(m) : CURLM_BAD_HANDLE;
 }
 
 struct curl_slist *curl_slist_append(struct curl_slist *l, const char *s)

@@ -124,4 +124,35 @@ int ab_gguf_add_tensor(struct ab_gguf_writer *w, const char *name, uint32_t type
 /* Writes the file (atomically: a temporary file renamed). 0 or -errno. */
 int ab_gguf_write(struct ab_gguf_writer *w, const char *path, char *err, size_t errlen);
 
+/* ---- additions (gguf.c) ---- */
+
+/* The whole file in memory (*buf is the caller's to free()). 0. */
+int ab_gguf_write_mem(struct ab_gguf_writer *w, void **buf, size_t *len);
+/* An array of n fixed-size elements of type (any scalar vtype, not STRING
+ * or ARRAY); data holds n * size(type) little-endian bytes. */
+void ab_gguf_set_arr(struct ab_gguf_writer *w, const char *key, uint32_t type, const void *data,
+		     size_t n);
+/* A string array from counted strings (may hold any bytes). */
+void ab_gguf_set_arr_strn(struct ab_gguf_writer *w, const char *key, const struct ab_gguf_str *v,
+			  size_t n);
+void ab_gguf_set_u64(struct ab_gguf_writer *w, const char *key, uint64_t v);
+/* Copies a key/value pair read by ab_gguf_parse/open (any type, arrays
+ * included) under its own key. Setting a key that exists replaces it. */
+void ab_gguf_set_kv(struct ab_gguf_writer *w, const struct ab_gguf_kv *kv);
+/* Removes key if present. */
+void ab_gguf_unset(struct ab_gguf_writer *w, const char *key);
+size_t ab_gguf_writer_n_tensors(const struct ab_gguf_writer *w);
+size_t ab_gguf_writer_n_kv(const struct ab_gguf_writer *w);
+
+/* The ggml type table as far as the file format needs it (every type id
+ * llama.cpp has defined, supported by quant.c or not): name ("Q4_K") or
+ * NULL if unknown, and the bytes of a tensor of that type and shape
+ * (n_dims 1..4, ne[0] a multiple of the block). 0 or AB_EINVAL /
+ * AB_ETOOBIG (the size overflows). */
+const char *ab_gguf_type_name(uint32_t type);
+int ab_gguf_type_block(uint32_t type, int *block, size_t *block_bytes);
+int ab_gguf_nbytes(uint32_t type, int n_dims, const int64_t *ne, uint64_t *out);
+/* Elements of a tensor (product of ne). */
+int64_t ab_gguf_tensor_nelements(const struct ab_gguf_tensor *t);
+
 #endif

@@ -1,1 +1,973 @@
-/* placeholder: not written yet */
+/*
+ * model.c - loading a llama-family model (GGUF or llama2.c checkpoint)
+ * and the transformer forward pass over it (model.h).
+ *
+ * Loading. A GGUF file is mapped by ab_gguf_open and the weights are used
+ * in place: a model is little more than a table of pointers into the
+ * mapping plus the norm vectors (and qwen2's biases) dequantised to float
+ * once, because they are tiny and read for every token. A llama2.c
+ * checkpoint is converted to an in-memory GGUF (ab_llama2c_to_gguf +
+ * ab_gguf_write_mem) and parsed from that buffer, which then lives as long
+ * as the model; from there on both kinds are the same. Every tensor the
+ * graph needs is checked for presence, shape and a type the kernels
+ * support before anything is allocated, and the bytes of weights plus one
+ * context are compared with the memory budget (or MemAvailable) so that a
+ * model too big for the machine is refused with a sentence instead of
+ * being paged to death.
+ *
+ * The forward pass is the one llama.cpp computes for LLM_ARCH_LLAMA (and
+ * mistral, and qwen2 with its q/k/v biases and NEOX-style rotary pairs):
+ *
+ *   x = token_embd[t]
+ *   per layer:  h = rmsnorm(x) * attn_norm
+ *               q, k, v = Wq h, Wk h, Wv h   (+ biases for qwen2)
+ *               rope(q), rope(k); append k, v to the cache
+ *               x += Wo attention(q, K, V)
+ *               h = rmsnorm(x) * ffn_norm
+ *               x += Wdown (silu(Wgate h) * Wup h)
+ *   logits = Wout (rmsnorm(x) * output_norm)
+ *
+ * The arithmetic follows ggml where that is cheap to do, so that F32
+ * models agree with llama.cpp to float32 noise: rmsnorm sums squares in
+ * double and multiplies (x * scale) * w in that order; rotary angles are
+ * pos * base^(-2i/n_rot) built by repeated float multiplication as ggml
+ * builds its cache; softmax subtracts the max and sums in double. The
+ * matrix products (and the rounding of activations to the weight's dot
+ * type for F16 and quantised weights) are ab_matmul's business.
+ *
+ * KV cache. One float32 array per K and V, laid out
+ * [n_layer][n_ctx][n_head_kv * head_dim]: for a layer, the keys of
+ * consecutive positions are consecutive rows. That makes the K and V
+ * projections of a batch of T tokens at positions pos..pos+T-1 one
+ * contiguous block of T rows, so ab_matmul writes them straight into the
+ * cache (no copy), and RoPE is applied to K in place there. Attention for
+ * a query at position p reads rows 0..p of its layer: one contiguous run
+ * per (layer, kv head) stride. Float32 (not f16) is what the reference
+ * outputs were produced with; the cost is 2 * n_layer * n_ctx * kv_dim * 4
+ * bytes, which ab_llm_ctx_bytes reports for the memory check.
+ *
+ * Batching. A prompt is evaluated in chunks of up to n_batch (64) tokens:
+ * every weight matrix is streamed once per chunk for all its tokens
+ * (matrix-matrix work in ab_matmul) instead of once per token, which is
+ * what makes prompt processing many times faster than generation. The
+ * scratch buffers are sized for one chunk, so memory does not grow with
+ * the prompt. Logits are computed only for the last token unless the
+ * caller asks for all of them (the classifier is the biggest matrix of a
+ * small model).
+ *
+ * Threads. A context owns an ab_pool. Matrix products split their rows
+ * across it (inside ab_matmul); attention splits the (token, head) pairs
+ * of a chunk across it, each thread with its own score buffer of n_ctx
+ * floats, interleaved so that the long causal rows of the last tokens are
+ * shared out evenly. Everything else (norms, rope, residuals) is O(T *
+ * n_embd) and stays on the calling thread. For tiny models the pool's
+ * wake-up cost exceeds the work, hence the default of one thread below
+ * ~50M parameters.
+ */
+#include "model.h"
+
+#include "common.h"
+#include "gguf.h"
+#include "llama2c.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define N_BATCH 64
+#define SMALL_MODEL_PARAMS 50000000ull
+
+/* One weight matrix: rows of cols elements of type, in the mapping. */
+struct mat {
+	const void *w;
+	uint32_t type;
+	int64_t rows, cols;
+};
+
+struct layer {
+	struct mat wq, wk, wv, wo, wgate, wup, wdown;
+	float *attn_norm, *ffn_norm; /* owned, n_embd */
+	float *bq, *bk, *bv;         /* owned, qwen2 only */
+};
+
+struct ab_llm_model {
+	struct ab_llm_hparams hp;
+	struct ab_gguf *g;
+	void *mem; /* llama2.c: the converted GGUF the mapping-less g points into */
+	size_t mem_len;
+	bool from_llama2c;
+	struct ab_tok *tok;
+	int head_dim;
+	bool neox; /* rotary pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+	struct mat embd;
+	struct mat out;
+	float *out_norm;
+	struct layer *layers;
+	size_t weight_bytes;
+	uint64_t n_params;
+};
+
+struct ab_llm_ctx {
+	struct ab_llm_model *m;
+	struct ab_pool *pool;
+	int n_ctx, n_batch, pos;
+	int kv_dim, q_dim;
+	float *k_cache, *v_cache; /* [n_layer][n_ctx][kv_dim] */
+	float *x, *xb, *xb2;      /* [n_batch][n_embd] */
+	float *q, *att;           /* [n_batch][q_dim] */
+	float *hb, *hb2;          /* [n_batch][n_ff] */
+	float *scores;            /* [threads][n_ctx] */
+	float *logits;            /* [n_vocab], when the caller passes none */
+	ab_llm_hidden_cb cb;
+	void *cb_ud;
+};
+
+/* ---- small helpers ---- */
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) AB_PRINTF(4, 5);
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static int n_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : (int)n;
+}
+
+/* MemAvailable from /proc/meminfo in bytes, or 0 if unknown. */
+static size_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return 0;
+	char line[256];
+	size_t avail = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long kb;
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+			avail = (size_t)kb * 1024;
+			break;
+		}
+	}
+	fclose(f);
+	return avail;
+}
+
+static double mib(size_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+static int check_memory(size_t need, size_t budget, char *err, size_t errlen)
+{
+	size_t avail = budget ? budget : mem_available();
+	if (avail && need > avail)
+		return fail(err, errlen, AB_ETOOBIG, "needs %.1f MiB, %.1f MiB available", mib(need),
+			    mib(avail));
+	return 0;
+}
+
+/* ---- hyperparameters ---- */
+
+static int get_u32(const struct ab_gguf *g, const char *arch, const char *key, int def,
+		   bool required, int *out, char *err, size_t errlen)
+{
+	char k[160];
+	snprintf(k, sizeof(k), "%s.%s", arch, key);
+	uint32_t v;
+	int rc = ab_gguf_get_u32(g, k, &v);
+	if (rc == AB_ENOTFOUND && !required) {
+		*out = def;
+		return 0;
+	}
+	if (rc == AB_ENOTFOUND)
+		return fail(err, errlen, rc, "missing key %s", k);
+	if (rc < 0)
+		return fail(err, errlen, rc, "key %s: not an unsigned integer", k);
+	if (v > 0x7fffffff)
+		return fail(err, errlen, AB_EINVAL, "key %s: %u is out of range", k, v);
+	*out = (int)v;
+	return 0;
+}
+
+static int get_f32(const struct ab_gguf *g, const char *arch, const char *key, float def,
+		   float *out, char *err, size_t errlen)
+{
+	char k[160];
+	snprintf(k, sizeof(k), "%s.%s", arch, key);
+	int rc = ab_gguf_get_f32(g, k, out);
+	if (rc == AB_ENOTFOUND) {
+		*out = def;
+		return 0;
+	}
+	if (rc < 0)
+		return fail(err, errlen, rc, "key %s: not a float", k);
+	return 0;
+}
+
+static int read_hparams(struct ab_llm_model *m, const char *path, char *err, size_t errlen)
+{
+	struct ab_llm_hparams *hp = &m->hp;
+	const struct ab_gguf *g = m->g;
+	char *arch = NULL;
+	if (ab_gguf_get_str(g, "general.architecture", &arch) < 0)
+		return fail(err, errlen, AB_EINVAL, "missing key general.architecture");
+	if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2")) {
+		fail(err, errlen, AB_EINVAL,
+		     "architecture %s is not supported (llama, mistral, qwen2 are)", arch);
+		free(arch);
+		return AB_EINVAL;
+	}
+	ab_strlcpy(hp->arch, arch, sizeof(hp->arch));
+	free(arch);
+	const char *a = hp->arch;
+	hp->qkv_bias = !strcmp(a, "qwen2");
+	m->neox = !strcmp(a, "qwen2");
+
+	char *name = NULL;
+	if (ab_gguf_get_str(g, "general.name", &name) == 0 && name[0]) {
+		ab_strlcpy(hp->name, name, sizeof(hp->name));
+	} else {
+		const char *base = strrchr(path, '/');
+		ab_strlcpy(hp->name, base ? base + 1 : path, sizeof(hp->name));
+	}
+	free(name);
+
+	int rc;
+	if ((rc = get_u32(g, a, "embedding_length", 0, true, &hp->n_embd, err, errlen)) < 0 ||
+	    (rc = get_u32(g, a, "block_count", 0, true, &hp->n_layer, err, errlen)) < 0 ||
+	    (rc = get_u32(g, a, "feed_forward_length", 0, true, &hp->n_ff, err, errlen)) < 0 ||
+	    (rc = get_u32(g, a, "attention.head_count", 0, true, &hp->n_head, err, errlen)) < 0)
+		return rc;
+	if ((rc = get_u32(g, a, "attention.head_count_kv", hp->n_head, false, &hp->n_head_kv, err,
+			  errlen)) < 0 ||
+	    (rc = get_u32(g, a, "context_length", 2048, false, &hp->n_ctx_train, err, errlen)) < 0)
+		return rc;
+	if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
+	    hp->n_head_kv <= 0 || hp->n_ctx_train <= 0)
+		return fail(err, errlen, AB_EINVAL,
+			    "bad hyperparameters: n_embd %d, n_layer %d, n_ff %d, n_head %d, "
+			    "n_head_kv %d, context_length %d",
+			    hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv,
+			    hp->n_ctx_train);
+	if (hp->n_embd % hp->n_head || hp->n_head % hp->n_head_kv)
+		return fail(err, errlen, AB_EINVAL,
+			    "n_embd %d must divide by n_head %d and n_head by n_head_kv %d",
+			    hp->n_embd, hp->n_head, hp->n_head_kv);
+	m->head_dim = hp->n_embd / hp->n_head;
+	if ((rc = get_u32(g, a, "rope.dimension_count", m->head_dim, false, &hp->n_rot, err,
+			  errlen)) < 0)
+		return rc;
+	if (hp->n_rot <= 0 || hp->n_rot > m->head_dim || hp->n_rot % 2)
+		return fail(err, errlen, AB_EINVAL,
+			    "rope.dimension_count %d must be even and at most head_dim %d",
+			    hp->n_rot, m->head_dim);
+	if ((rc = get_f32(g, a, "rope.freq_base", 10000.0f, &hp->rope_freq_base, err, errlen)) <
+		    0 ||
+	    (rc = get_f32(g, a, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps, err,
+			  errlen)) < 0)
+		return rc;
+	hp->rope_freq_scale = 1.0f;
+	char key[160];
+	snprintf(key, sizeof(key), "%s.rope.scaling.type", a);
+	char *stype = NULL;
+	float factor = 0;
+	if (ab_gguf_get_str(g, key, &stype) == 0) {
+		bool none = !strcmp(stype, "none"), linear = !strcmp(stype, "linear");
+		if (!none && !linear) {
+			fail(err, errlen, AB_EINVAL,
+			     "rope scaling type %s is not supported (none, linear are)", stype);
+			free(stype);
+			return AB_EINVAL;
+		}
+		free(stype);
+		if (linear) {
+			if ((rc = get_f32(g, a, "rope.scaling.factor", 0, &factor, err, errlen)) < 0)
+				return rc;
+		}
+	} else {
+		/* older files: <arch>.rope.scale_linear */
+		if ((rc = get_f32(g, a, "rope.scale_linear", 0, &factor, err, errlen)) < 0)
+			return rc;
+	}
+	if (factor > 0)
+		hp->rope_freq_scale = 1.0f / factor;
+	if (!(hp->rope_freq_base > 0) || !(hp->rms_eps > 0))
+		return fail(err, errlen, AB_EINVAL, "bad rope.freq_base %g or rms epsilon %g",
+			    (double)hp->rope_freq_base, (double)hp->rms_eps);
+	return 0;
+}
+
+/* ---- tensors ---- */
+
+static int find_tensor(const struct ab_llm_model *m, const char *name, int64_t ne0, int64_t ne1,
+		       bool optional, const struct ab_gguf_tensor **out, char *err,
+		       size_t errlen)
+{
+	const struct ab_gguf_tensor *t = ab_gguf_tensor(m->g, name);
+	*out = t;
+	if (!t) {
+		if (optional)
+			return 0;
+		return fail(err, errlen, AB_ENOTFOUND, "missing tensor %s", name);
+	}
+	const struct ab_type_info *ti = ab_type_get(t->type);
+	if (!ti || !ti->supported)
+		return fail(err, errlen, AB_EINVAL, "tensor %s: type %s is not supported", name,
+			    ti ? ti->name : "unknown");
+	int64_t e1 = t->n_dims >= 2 ? t->ne[1] : 1;
+	bool extra = false;
+	for (uint32_t d = 2; d < t->n_dims && d < AB_GGUF_MAX_DIMS; d++)
+		extra |= t->ne[d] != 1;
+	if (t->ne[0] != ne0 || (ne1 >= 0 && e1 != ne1) || extra)
+		return fail(err, errlen, AB_EINVAL,
+			    "tensor %s: shape [%lld, %lld], expected [%lld, %lld]", name,
+			    (long long)t->ne[0], (long long)e1, (long long)ne0, (long long)ne1);
+	size_t rb = ab_type_row_bytes(t->type, t->ne[0]);
+	if (!rb)
+		return fail(err, errlen, AB_EINVAL,
+			    "tensor %s: row length %lld is not a multiple of the %s block", name,
+			    (long long)t->ne[0], ti->name);
+	if (t->n_bytes < rb * (uint64_t)e1 || !t->data)
+		return fail(err, errlen, AB_EINVAL, "tensor %s: %llu bytes, expected %llu", name,
+			    (unsigned long long)t->n_bytes, (unsigned long long)(rb * e1));
+	return 0;
+}
+
+static int load_mat(const struct ab_llm_model *m, const char *name, int64_t cols, int64_t rows,
+		    struct mat *out, char *err, size_t errlen)
+{
+	const struct ab_gguf_tensor *t;
+	int rc = find_tensor(m, name, cols, rows, false, &t, err, errlen);
+	if (rc < 0)
+		return rc;
+	out->w = t->data;
+	out->type = t->type;
+	out->cols = t->ne[0];
+	out->rows = t->n_dims >= 2 ? t->ne[1] : 1;
+	return 0;
+}
+
+/* A vector of n elements (any supported type) dequantised into a new
+ * float array; *out stays NULL when optional and absent. */
+static int load_vec(const struct ab_llm_model *m, const char *name, int64_t n, bool optional,
+		    float **out, char *err, size_t errlen)
+{
+	const struct ab_gguf_tensor *t;
+	*out = NULL;
+	int rc = find_tensor(m, name, n, 1, optional, &t, err, errlen);
+	if (rc < 0 || !t)
+		return rc;
+	float *v = ab_xmalloc((size_t)n * sizeof(float));
+	if (ab_dequantize(t->type, t->data, v, n) < 0) {
+		free(v);
+		return fail(err, errlen, AB_EINVAL, "tensor %s: cannot convert to float", name);
+	}
+	*out = v;
+	return 0;
+}
+
+static int load_tensors(struct ab_llm_model *m, char *err, size_t errlen)
+{
+	struct ab_llm_hparams *hp = &m->hp;
+	const struct ab_gguf_tensor *te = ab_gguf_tensor(m->g, "token_embd.weight");
+	if (!te)
+		return fail(err, errlen, AB_ENOTFOUND, "missing tensor token_embd.weight");
+	if (te->n_dims < 2 || te->ne[1] <= 0 || te->ne[1] > 0x7fffffff)
+		return fail(err, errlen, AB_EINVAL, "tensor token_embd.weight: bad shape");
+	hp->n_vocab = (int)te->ne[1];
+	int rc = load_mat(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->embd, err, errlen);
+	if (rc < 0)
+		return rc;
+	if ((rc = load_vec(m, "output_norm.weight", hp->n_embd, false, &m->out_norm, err,
+			   errlen)) < 0)
+		return rc;
+	if (ab_gguf_tensor(m->g, "output.weight")) {
+		rc = load_mat(m, "output.weight", hp->n_embd, hp->n_vocab, &m->out, err, errlen);
+		if (rc < 0)
+			return rc;
+		hp->tied_output = false;
+	} else {
+		m->out = m->embd;
+		hp->tied_output = true;
+	}
+	int hd = m->head_dim;
+	int64_t q_dim = (int64_t)hp->n_head * hd, kv_dim = (int64_t)hp->n_head_kv * hd;
+	m->layers = ab_xcalloc((size_t)hp->n_layer, sizeof(*m->layers));
+	for (int il = 0; il < hp->n_layer; il++) {
+		struct layer *L = &m->layers[il];
+		char n[96];
+#define NAME(s) (snprintf(n, sizeof(n), "blk.%d.%s", il, s), n)
+		if ((rc = load_vec(m, NAME("attn_norm.weight"), hp->n_embd, false, &L->attn_norm,
+				   err, errlen)) < 0 ||
+		    (rc = load_vec(m, NAME("ffn_norm.weight"), hp->n_embd, false, &L->ffn_norm, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("attn_q.weight"), hp->n_embd, q_dim, &L->wq, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, &L->wk, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, &L->wv, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("attn_output.weight"), q_dim, hp->n_embd, &L->wo, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, &L->wgate, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, &L->wup, err,
+				   errlen)) < 0 ||
+		    (rc = load_mat(m, NAME("ffn_down.weight"), hp->n_ff, hp->n_embd, &L->wdown, err,
+				   errlen)) < 0)
+			return rc;
+		if (hp->qkv_bias &&
+		    ((rc = load_vec(m, NAME("attn_q.bias"), q_dim, false, &L->bq, err, errlen)) < 0 ||
+		     (rc = load_vec(m, NAME("attn_k.bias"), kv_dim, false, &L->bk, err, errlen)) <
+			     0 ||
+		     (rc = load_vec(m, NAME("attn_v.bias"), kv_dim, false, &L->bv, err, errlen)) <
+			     0))
+			return rc;
+#undef NAME
+	}
+
+	/* Parameter count, and the dominant type of the layer matrices. */
+	uint64_t by_type[AB_TYPE__MAX] = {0};
+	for (uint64_t i = 0; i < m->g->n_tensors; i++) {
+		const struct ab_gguf_tensor *t = &m->g->tensors[i];
+		uint64_t ne = 1;
+		for (uint32_t d = 0; d < t->n_dims && d < AB_GGUF_MAX_DIMS; d++)
+			ne *= (uint64_t)t->ne[d];
+		m->n_params += ne;
+		/* the layers' matrices: token_embd is often kept at higher precision */
+		if (t->n_dims >= 2 && t->type < AB_TYPE__MAX && !strncmp(t->name, "blk.", 4))
+			by_type[t->type] += ne;
+	}
+	uint32_t best = AB_TYPE_F32;
+	for (uint32_t t = 0; t < AB_TYPE__MAX; t++)
+		if (by_type[t] > by_type[best])
+			best = t;
+	hp->file_type = best;
+	return 0;
+}
+
+/* ---- loading ---- */
+
+static bool is_file(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* tokenizer.bin, else the first tok*.bin, in the directory of path. */
+static char *find_llama2c_tokenizer(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? ab_xstrndup(path, (size_t)(slash - path) + 1) : ab_xstrdup("");
+	char *cand = ab_xasprintf("%stokenizer.bin", dir);
+	if (is_file(cand)) {
+		free(dir);
+		return cand;
+	}
+	free(cand);
+	cand = NULL;
+	char *pat = ab_xasprintf("%stok*.bin", dir);
+	glob_t gl;
+	if (glob(pat, 0, NULL, &gl) == 0) {
+		for (size_t i = 0; i < gl.gl_pathc && !cand; i++)
+			if (is_file(gl.gl_pathv[i]))
+				cand = ab_xstrdup(gl.gl_pathv[i]);
+		globfree(&gl);
+	}
+	free(pat);
+	free(dir);
+	return cand;
+}
+
+/* 1 if path starts with the GGUF magic, 0 if not, -errno if unreadable. */
+static int sniff_gguf(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	char magic[4] = {0};
+	size_t n = fread(magic, 1, 4, f);
+	fclose(f);
+	return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
+static int open_llama2c(struct ab_llm_model *m, const char *path,
+			const struct ab_llm_load_opts *o, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	/* The conversion holds the checkpoint and its GGUF copy at once. */
+	int rc = check_memory(2 * (size_t)st.st_size, o ? o->mem_budget : 0, err, errlen);
+	if (rc < 0)
+		return rc;
+	char *tok = NULL;
+	if (o && o->tokenizer_path)
+		tok = ab_xstrdup(o->tokenizer_path);
+	else
+		tok = find_llama2c_tokenizer(path);
+	if (!tok)
+		return fail(err, errlen, AB_ENOTFOUND,
+			    "%s is a llama2.c checkpoint and no tokenizer was found next to it "
+			    "(tokenizer.bin or tok*.bin); name one with --tokenizer",
+			    path);
+	struct ab_gguf_writer *w = NULL;
+	rc = ab_llama2c_to_gguf(path, tok, &w, err, errlen);
+	free(tok);
+	if (rc < 0)
+		return rc;
+	rc = ab_gguf_write_mem(w, &m->mem, &m->mem_len);
+	ab_gguf_writer_free(w);
+	if (rc < 0)
+		return fail(err, errlen, rc, "converting %s: %s", path, ab_strerror(rc));
+	m->from_llama2c = true;
+	return ab_gguf_parse(m->mem, m->mem_len, &m->g, err, errlen);
+}
+
+int ab_llm_model_load(const char *path, const struct ab_llm_load_opts *o,
+		      struct ab_llm_model **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!path)
+		return fail(err, errlen, AB_EINVAL, "no model path");
+	int gg = sniff_gguf(path);
+	if (gg < 0)
+		return fail(err, errlen, gg, "%s: %s", path, ab_strerror(gg));
+	struct ab_llm_model *m = ab_xcalloc(1, sizeof(*m));
+	int rc;
+	if (gg) {
+		rc = ab_gguf_open(path, &m->g, err, errlen);
+	} else {
+		const char *dot = strrchr(path, '.');
+		if (!dot || strcmp(dot, ".bin")) {
+			rc = fail(err, errlen, AB_EINVAL,
+				  "%s is neither a GGUF file nor a llama2.c checkpoint (.bin)", path);
+		} else {
+			rc = open_llama2c(m, path, o, err, errlen);
+		}
+	}
+	if (rc < 0)
+		goto out;
+	if ((rc = read_hparams(m, path, err, errlen)) < 0 ||
+	    (rc = load_tensors(m, err, errlen)) < 0)
+		goto out;
+	m->weight_bytes = m->from_llama2c ? m->mem_len : m->g->size;
+
+	int n_ctx = o && o->n_ctx > 0 ? o->n_ctx : m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
+									     : 4096;
+	size_t need = m->weight_bytes + ab_llm_ctx_bytes(m, n_ctx, N_BATCH);
+	if ((rc = check_memory(need, o ? o->mem_budget : 0, err, errlen)) < 0)
+		goto out;
+
+	char terr[256] = "";
+	if ((rc = ab_tok_from_gguf(m->g, &m->tok, terr, sizeof(terr))) < 0) {
+		fail(err, errlen, rc, "tokenizer: %s", terr);
+		goto out;
+	}
+	if (ab_tok_n_vocab(m->tok) > m->hp.n_vocab) {
+		rc = fail(err, errlen, AB_EINVAL,
+			  "the vocabulary has %d tokens but token_embd.weight only %d rows",
+			  ab_tok_n_vocab(m->tok), m->hp.n_vocab);
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+	rc = 0;
+out:
+	ab_llm_model_free(m);
+	return rc;
+}
+
+void ab_llm_model_free(struct ab_llm_model *m)
+{
+	if (!m)
+		return;
+	if (m->layers) {
+		for (int il = 0; il < m->hp.n_layer; il++) {
+			struct layer *L = &m->layers[il];
+			free(L->attn_norm);
+			free(L->ffn_norm);
+			free(L->bq);
+			free(L->bk);
+			free(L->bv);
+		}
+		free(m->layers);
+	}
+	free(m->out_norm);
+	ab_tok_free(m->tok);
+	ab_gguf_free(m->g);
+	free(m->mem);
+	free(m);
+}
+
+const struct ab_llm_hparams *ab_llm_model_hparams(const struct ab_llm_model *m)
+{
+	return &m->hp;
+}
+
+const struct ab_tok *ab_llm_model_tok(const struct ab_llm_model *m)
+{
+	return m->tok;
+}
+
+const struct ab_gguf *ab_llm_model_gguf(const struct ab_llm_model *m)
+{
+	return m->from_llama2c ? NULL : m->g;
+}
+
+size_t ab_llm_model_weight_bytes(const struct ab_llm_model *m)
+{
+	return m->weight_bytes;
+}
+
+static int default_n_ctx(const struct ab_llm_model *m)
+{
+	return m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096;
+}
+
+static int default_threads(const struct ab_llm_model *m)
+{
+	if (m->n_params < SMALL_MODEL_PARAMS)
+		return 1;
+	int n = n_cpus();
+	return n < 2 ? n : 2;
+}
+
+static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batch, int threads)
+{
+	const struct ab_llm_hparams *hp = &m->hp;
+	size_t q_dim = (size_t)hp->n_head * (size_t)m->head_dim;
+	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * (size_t)hp->n_ff) +
+	       (size_t)threads * (size_t)n_ctx + (size_t)hp->n_vocab;
+}
+
+size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch)
+{
+	if (n_ctx <= 0)
+		n_ctx = default_n_ctx(m);
+	if (n_batch <= 0)
+		n_batch = N_BATCH;
+	const struct ab_llm_hparams *hp = &m->hp;
+	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
+	size_t kv = 2 * (size_t)hp->n_layer * (size_t)n_ctx * kv_dim;
+	return (kv + scratch_floats(m, n_ctx, n_batch, default_threads(m))) * sizeof(float);
+}
+
+/* ---- contexts ---- */
+
+int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_llm_ctx **out,
+		   char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!m)
+		return fail(err, errlen, AB_EINVAL, "no model");
+	if (n_ctx <= 0)
+		n_ctx = default_n_ctx(m);
+	if (n_ctx > 1 << 24)
+		return fail(err, errlen, AB_ETOOBIG, "context of %d tokens is too large", n_ctx);
+	if (n_threads <= 0)
+		n_threads = default_threads(m);
+	if (n_threads > 256)
+		n_threads = 256;
+	const struct ab_llm_hparams *hp = &m->hp;
+	struct ab_llm_ctx *c = ab_xcalloc(1, sizeof(*c));
+	c->m = m;
+	c->n_ctx = n_ctx;
+	c->n_batch = N_BATCH < n_ctx ? N_BATCH : n_ctx;
+	c->kv_dim = hp->n_head_kv * m->head_dim;
+	c->q_dim = hp->n_head * m->head_dim;
+	size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)c->kv_dim;
+	c->k_cache = ab_xcalloc(kv, sizeof(float));
+	c->v_cache = ab_xcalloc(kv, sizeof(float));
+	size_t B = (size_t)c->n_batch;
+	c->x = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
+	c->xb = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
+	c->xb2 = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
+	c->q = ab_xmalloc(B * (size_t)c->q_dim * sizeof(float));
+	c->att = ab_xmalloc(B * (size_t)c->q_dim * sizeof(float));
+	c->hb = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
+	c->hb2 = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
+	c->pool = ab_pool_new(n_threads);
+	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * (size_t)n_ctx * sizeof(float));
+	c->logits = ab_xmalloc((size_t)hp->n_vocab * sizeof(float));
+	*out = c;
+	return 0;
+}
+
+void ab_llm_ctx_free(struct ab_llm_ctx *c)
+{
+	if (!c)
+		return;
+	ab_pool_free(c->pool);
+	free(c->k_cache);
+	free(c->v_cache);
+	free(c->x);
+	free(c->xb);
+	free(c->xb2);
+	free(c->q);
+	free(c->att);
+	free(c->hb);
+	free(c->hb2);
+	free(c->scores);
+	free(c->logits);
+	free(c);
+}
+
+int ab_llm_ctx_n_ctx(const struct ab_llm_ctx *c)
+{
+	return c->n_ctx;
+}
+
+int ab_llm_ctx_pos(const struct ab_llm_ctx *c)
+{
+	return c->pos;
+}
+
+void ab_llm_ctx_truncate(struct ab_llm_ctx *c, int pos)
+{
+	if (pos < 0)
+		pos = 0;
+	if (pos < c->pos)
+		c->pos = pos;
+}
+
+void ab_llm_ctx_set_hidden_cb(struct ab_llm_ctx *c, ab_llm_hidden_cb cb, void *ud)
+{
+	c->cb = cb;
+	c->cb_ud = ud;
+}
+
+/* ---- the forward pass ---- */
+
+static void matmul(struct ab_llm_ctx *c, const struct mat *w, const float *x, int T, float *y)
+{
+	ab_matmul(w->w, w->type, w->rows, w->cols, x, T, y, c->pool);
+}
+
+/* out = (x / sqrt(mean(x^2) + eps)) * w for T rows of n. */
+static void rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps)
+{
+	for (int t = 0; t < T; t++) {
+		const float *xr = x + (size_t)t * n;
+		float *o = out + (size_t)t * n;
+		double sum = 0;
+		for (int i = 0; i < n; i++)
+			sum += (double)(xr[i] * xr[i]);
+		float mean = (float)(sum / n);
+		float scale = 1.0f / sqrtf(mean + eps);
+		for (int i = 0; i < n; i++)
+			o[i] = (xr[i] * scale) * w[i];
+	}
+}
+
+/* Rotates the first n_rot dimensions of each of n_heads heads of every
+ * row (T rows of stride floats, row t at position pos0 + t). */
+static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int n_heads,
+		 int pos0)
+{
+	const struct ab_llm_hparams *hp = &m->hp;
+	int hd = m->head_dim, half = hp->n_rot / 2;
+	float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+	float cs[512], sn[512]; /* n_rot / 2 <= head_dim / 2; chunked when larger */
+	for (int t = 0; t < T; t++) {
+		float *row = x + (size_t)t * stride;
+		float theta = (float)(pos0 + t);
+		for (int i0 = 0; i0 < half; i0 += 512) {
+			int n = half - i0 < 512 ? half - i0 : 512;
+			for (int i = 0; i < n; i++) {
+				float a = hp->rope_freq_scale * theta;
+				cs[i] = cosf(a);
+				sn[i] = sinf(a);
+				theta *= theta_scale;
+			}
+			for (int h = 0; h < n_heads; h++) {
+				float *v = row + (size_t)h * hd;
+				for (int i = 0; i < n; i++) {
+					int a = m->neox ? i0 + i : 2 * (i0 + i);
+					int b = m->neox ? i0 + i + half : a + 1;
+					float x0 = v[a], x1 = v[b];
+					v[a] = x0 * cs[i] - x1 * sn[i];
+					v[b] = x0 * sn[i] + x1 * cs[i];
+				}
+			}
+		}
+	}
+}
+
+struct attn_job {
+	struct ab_llm_ctx *c;
+	int layer, T, pos0;
+};
+
+static void attn_worker(void *ud, int ith, int nth)
+{
+	const struct attn_job *j = ud;
+	struct ab_llm_ctx *c = j->c;
+	const struct ab_llm_model *m = c->m;
+	int hd = m->head_dim, n_head = m->hp.n_head;
+	int group = n_head / m->hp.n_head_kv;
+	float scale = 1.0f / sqrtf((float)hd);
+	size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+	const float *K = c->k_cache + layer_off, *V = c->v_cache + layer_off;
+	float *s = c->scores + (size_t)ith * (size_t)c->n_ctx;
+	int items = j->T * n_head;
+	for (int it = ith; it < items; it += nth) {
+		int t = it / n_head, h = it % n_head;
+		int kvh = h / group;
+		int n_keys = j->pos0 + t + 1; /* causal: positions 0..pos */
+		const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+		float mx = -INFINITY;
+		for (int p = 0; p < n_keys; p++) {
+			const float *k = K + (size_t)p * c->kv_dim + (size_t)kvh * hd;
+			float d = 0;
+			for (int i = 0; i < hd; i++)
+				d += q[i] * k[i];
+			s[p] = d * scale;
+			if (s[p] > mx)
+				mx = s[p];
+		}
+		double sum = 0;
+		for (int p = 0; p < n_keys; p++) {
+			s[p] = expf(s[p] - mx);
+			sum += s[p];
+		}
+		float inv = (float)(1.0 / sum);
+		float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
+		for (int i = 0; i < hd; i++)
+			o[i] = 0;
+		for (int p = 0; p < n_keys; p++) {
+			const float *v = V + (size_t)p * c->kv_dim + (size_t)kvh * hd;
+			float w = s[p] * inv;
+			for (int i = 0; i < hd; i++)
+				o[i] += w * v[i];
+		}
+	}
+}
+
+/* Hands a hidden state to the test hook as "<what>-<il>" (il < 0: "<what>"). */
+static void report(struct ab_llm_ctx *c, const char *what, int il, const float *d, int T)
+{
+	if (!c->cb)
+		return;
+	char name[64];
+	if (il >= 0)
+		snprintf(name, sizeof(name), "%s-%d", what, il);
+	else
+		ab_strlcpy(name, what, sizeof(name));
+	c->cb(c->cb_ud, name, d, T, c->m->hp.n_embd);
+}
+
+static void add_bias(float *y, const float *b, int T, int n)
+{
+	if (!b)
+		return;
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < n; i++)
+			y[(size_t)t * n + i] += b[i];
+}
+
+static float silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+/* One chunk of T <= n_batch tokens at positions c->pos...; all (T rows of
+ * n_vocab) may be NULL; last gets the last row's logits. */
+static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float *last,
+		       float *all)
+{
+	const struct ab_llm_model *m = c->m;
+	const struct ab_llm_hparams *hp = &m->hp;
+	int E = hp->n_embd, F = hp->n_ff, pos0 = c->pos;
+	size_t embd_row = ab_type_row_bytes(m->embd.type, E);
+	for (int t = 0; t < T; t++)
+		ab_dequantize(m->embd.type, (const uint8_t *)m->embd.w + (size_t)tokens[t] * embd_row,
+			      c->x + (size_t)t * E, E);
+
+	for (int il = 0; il < hp->n_layer; il++) {
+		const struct layer *L = &m->layers[il];
+		size_t kv_off = ((size_t)il * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
+		float *kc = c->k_cache + kv_off, *vc = c->v_cache + kv_off;
+
+		rmsnorm(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+		report(c, "attn_norm", il, c->xb, T);
+		matmul(c, &L->wq, c->xb, T, c->q);
+		matmul(c, &L->wk, c->xb, T, kc);
+		matmul(c, &L->wv, c->xb, T, vc);
+		add_bias(c->q, L->bq, T, c->q_dim);
+		add_bias(kc, L->bk, T, c->kv_dim);
+		add_bias(vc, L->bv, T, c->kv_dim);
+		rope(m, c->q, T, c->q_dim, hp->n_head, pos0);
+		rope(m, kc, T, c->kv_dim, hp->n_head_kv, pos0);
+
+		struct attn_job job = {.c = c, .layer = il, .T = T, .pos0 = pos0};
+		ab_pool_run(c->pool, attn_worker, &job);
+		matmul(c, &L->wo, c->att, T, c->xb2);
+		report(c, "kqv_out", il, c->xb2, T);
+		for (size_t i = 0; i < (size_t)T * E; i++)
+			c->x[i] += c->xb2[i];
+		report(c, "ffn_inp", il, c->x, T);
+
+		rmsnorm(c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
+		report(c, "ffn_norm", il, c->xb, T);
+		matmul(c, &L->wgate, c->xb, T, c->hb);
+		matmul(c, &L->wup, c->xb, T, c->hb2);
+		for (size_t i = 0; i < (size_t)T * F; i++)
+			c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+		matmul(c, &L->wdown, c->hb, T, c->xb2);
+		for (size_t i = 0; i < (size_t)T * E; i++)
+			c->x[i] += c->xb2[i];
+		report(c, "l_out", il, c->x, T);
+	}
+
+	/* The classifier: for every row when asked, else only the last. */
+	int first = all ? 0 : T - 1, rows = T - first;
+	rmsnorm(c->xb, c->x + (size_t)first * E, m->out_norm, rows, E, hp->rms_eps);
+	report(c, "result_norm", -1, c->xb, rows);
+	size_t V = (size_t)hp->n_vocab;
+	if (all) {
+		matmul(c, &m->out, c->xb, rows, all);
+		memcpy(last, all + (size_t)(T - 1) * V, V * sizeof(float));
+	} else {
+		matmul(c, &m->out, c->xb, 1, last);
+	}
+	c->pos += T;
+}
+
+int ab_llm_eval(struct ab_llm_ctx *c, const int32_t *tokens, int n, float *logits,
+		float *all_logits)
+{
+	if (!c || !tokens || n <= 0)
+		return AB_EINVAL;
+	if (n > c->n_ctx - c->pos)
+		return AB_ETOOBIG;
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= c->m->hp.n_vocab)
+			return AB_EINVAL;
+	float *last = logits ? logits : c->logits;
+	size_t V = (size_t)c->m->hp.n_vocab;
+	for (int done = 0; done < n;) {
+		int T = n - done < c->n_batch ? n - done : c->n_batch;
+		eval_chunk(c, tokens + done, T, last, all_logits ? all_logits + (size_t)done * V : NULL);
+		done += T;
+	}
+	return 0;
+}

@@ -1,1 +1,1221 @@
-/* placeholder: not written yet */
+/*
+ * quant.c - the tensor types of the engine and the numeric kernels on
+ * them: f16/bf16 conversion, dequantisation and quantisation of the ggml
+ * block formats (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q8_K), and
+ * ab_matmul, the weight-times-activations product that dominates the
+ * forward pass.
+ *
+ * Arithmetic. Dequantisation follows ggml's float32 operation order so
+ * that the result is bit-identical to ggml's to_float (the reference
+ * files check a sha256 of it): Q4_K is (d*sc)*q - dmin*m, Q6_K is
+ * (d*sc)*q, and this file is compiled in ISO C mode (-std=c17, which
+ * implies -ffp-contract=off), so nothing is fused into an FMA behind our
+ * back. Products round the activations to the weight's "dot type" first,
+ * as llama.cpp's CPU backend does (Q8_0 for Q4_0/Q8_0 weights, Q8_K for
+ * Q4_K/Q6_K, f16 for F16, bf16 for BF16, nothing for F32); the Q8_0
+ * rounding is the one of ggml's x86 SIMD path (id = 127/amax, round half
+ * to even), the Q8_K one ggml's reference (iscale = -127/max).
+ *
+ * Kernel dispatch. Every weight type has a "row kernel" that computes the
+ * dot product of one weight row with up to MM_TB already-rounded
+ * activation rows. There are two implementations of each: a portable
+ * scalar one and an AVX2+FMA+F16C one compiled with
+ * __attribute__((target(...))) so that the rest of the library stays
+ * baseline x86-64 (or any other architecture: the AVX2 code is only
+ * compiled on x86). The choice is made per call from a CPU probe done
+ * once (__builtin_cpu_supports) and ab_quant_force_scalar(), which tests
+ * use to compare the two. The integer kernels (Q4_0, Q8_0, Q4_K, Q6_K)
+ * are bit-identical between the two backends by construction: the block
+ * formats' integer dot products are exact, and the float accumulation is
+ * done in the same order in both. For Q4_0/Q8_0 the AVX2 kernel keeps
+ * eight float lanes (lane l holds the products of the bytes 4l..4l+3 of
+ * each 32-value block, scaled by the block's d and added with a separate
+ * multiply and add), and the scalar kernel emulates exactly those eight
+ * lanes and the same final reduction. The K-quant kernels reduce each
+ * 256-value super-block to one integer and accumulate in a scalar float.
+ * The float kernels (F32, F16, BF16) use FMA on eight lanes in AVX2 and
+ * plain multiply-add in scalar, so they agree to float32 rounding only.
+ *
+ * Threading. ab_matmul works in two parallel phases on the caller's pool
+ * (struct ab_pool, pool.c; NULL runs serially). Phase one rounds the T
+ * activation rows to the dot type into one shared buffer (in parallel
+ * over rows when T is large; for T = 1 the caller does it alone since a
+ * pool round trip costs more than the work). Phase two splits the R
+ * output rows into nth contiguous ranges, one per thread, so that every
+ * weight row is read from memory exactly once per call whatever T is:
+ * generation (T = 1) is a memory-bandwidth-bound matrix-vector product
+ * and each thread streams its own slice of the weights. Inside a range,
+ * rows are taken in tiles of MM_RT rows; for each tile the activation
+ * rows go by in groups of MM_TB so that a tile of weights stays in L1/L2
+ * while all activation rows pass over it, and the row kernels decode a
+ * weight block once for the MM_TB activation rows of a group (matrix-
+ * matrix form for prompt evaluation).
+ */
+#include "quant.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AB_X86 1
+#include <immintrin.h>
+#else
+#define AB_X86 0
+#endif
+
+/* ---- block layouts (ggml's, byte for byte) ---- */
+
+#define QK 32   /* Q4_0 / Q8_0 block */
+#define QKK 256 /* K-quant super-block */
+
+struct blk_q4_0 {
+	uint16_t d;
+	uint8_t qs[QK / 2];
+};
+struct blk_q8_0 {
+	uint16_t d;
+	int8_t qs[QK];
+};
+struct blk_q4_k {
+	uint16_t d;
+	uint16_t dmin;
+	uint8_t scales[12];
+	uint8_t qs[QKK / 2];
+};
+struct blk_q6_k {
+	uint8_t ql[QKK / 2];
+	uint8_t qh[QKK / 4];
+	int8_t scales[QKK / 16];
+	uint16_t d;
+};
+struct blk_q8_k {
+	float d;
+	int8_t qs[QKK];
+	int16_t bsums[QKK / 16];
+};
+
+_Static_assert(sizeof(struct blk_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(struct blk_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(struct blk_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(struct blk_q6_k) == 210, "q6_k layout");
+_Static_assert(sizeof(struct blk_q8_k) == 292, "q8_k layout");
+
+/* ---- type table ---- */
+
+static const struct ab_type_info TYPES[AB_TYPE__MAX] = {
+	[AB_TYPE_F32] = {"F32", 1, 4, true},
+	[AB_TYPE_F16] = {"F16", 1, 2, true},
+	[AB_TYPE_Q4_0] = {"Q4_0", 32, 18, true},
+	[AB_TYPE_Q4_1] = {"Q4_1", 32, 20, false},
+	[AB_TYPE_Q5_0] = {"Q5_0", 32, 22, false},
+	[AB_TYPE_Q5_1] = {"Q5_1", 32, 24, false},
+	[AB_TYPE_Q8_0] = {"Q8_0", 32, 34, true},
+	[AB_TYPE_Q8_1] = {"Q8_1", 32, 36, false},
+	[AB_TYPE_Q2_K] = {"Q2_K", 256, 84, false},
+	[AB_TYPE_Q3_K] = {"Q3_K", 256, 110, false},
+	[AB_TYPE_Q4_K] = {"Q4_K", 256, 144, true},
+	[AB_TYPE_Q5_K] = {"Q5_K", 256, 176, false},
+	[AB_TYPE_Q6_K] = {"Q6_K", 256, 210, true},
+	/* activations only: dequantise/quantise, no weight product */
+	[AB_TYPE_Q8_K] = {"Q8_K", 256, 292, false},
+	[16] = {"IQ2_XXS", 256, 66, false},
+	[17] = {"IQ2_XS", 256, 74, false},
+	[18] = {"IQ3_XXS", 256, 98, false},
+	[19] = {"IQ1_S", 256, 50, false},
+	[20] = {"IQ4_NL", 32, 18, false},
+	[21] = {"IQ3_S", 256, 110, false},
+	[22] = {"IQ2_S", 256, 82, false},
+	[23] = {"IQ4_XS", 256, 136, false},
+	[24] = {"I8", 1, 1, false},
+	[25] = {"I16", 1, 2, false},
+	[26] = {"I32", 1, 4, false},
+	[27] = {"I64", 1, 8, false},
+	[28] = {"F64", 1, 8, false},
+	[29] = {"IQ1_M", 256, 56, false},
+	[AB_TYPE_BF16] = {"BF16", 1, 2, true},
+	[34] = {"TQ1_0", 256, 54, false},
+	[35] = {"TQ2_0", 256, 66, false},
+};
+
+const struct ab_type_info *ab_type_get(uint32_t type)
+{
+	if (type >= AB_TYPE__MAX || !TYPES[type].name)
+		return NULL;
+	return &TYPES[type];
+}
+
+size_t ab_type_row_bytes(uint32_t type, int64_t n)
+{
+	const struct ab_type_info *ti = ab_type_get(type);
+	if (!ti || n < 0 || n % ti->block)
+		return 0;
+	return (size_t)(n / ti->block) * ti->block_bytes;
+}
+
+int ab_type_parse(const char *name)
+{
+	if (!name)
+		return -1;
+	for (int i = 0; i < AB_TYPE__MAX; i++)
+		if (TYPES[i].name && !strcasecmp(TYPES[i].name, name))
+			return i;
+	return -1;
+}
+
+/* ---- f16 / bf16 ---- */
+
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+float ab_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f;
+	uint32_t man = h & 0x3ff;
+	if (exp == 0x1f) /* inf, or nan quietened with its payload (as F16C) */
+		return u2f(sign | 0x7f800000 | (man ? 0x400000 | (man << 13) : 0));
+	if (exp == 0) {
+		if (man == 0)
+			return u2f(sign);
+		/* subnormal: man * 2^-24, exact in float */
+		float v = (float)man * 0x1p-24f;
+		return u2f(sign | f2u(v));
+	}
+	return u2f(sign | ((exp + 112) << 23) | (man << 13));
+}
+
+uint16_t ab_f32_to_f16(float f)
+{
+	uint32_t x = f2u(f);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	x &= 0x7fffffff;
+	if (x >= 0x7f800000) {
+		if (x == 0x7f800000)
+			return sign | 0x7c00;
+		/* nan: quiet it, keep the top of the payload (as vcvtps2ph) */
+		return (uint16_t)(sign | 0x7e00 | ((x >> 13) & 0x3ff));
+	}
+	if (x >= 0x477ff000) /* >= 65520 rounds to infinity */
+		return sign | 0x7c00;
+	if (x >= 0x38800000) { /* normal half */
+		uint32_t h = (x - (112u << 23)) >> 13;
+		uint32_t rem = x & 0x1fff;
+		if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+			h++;
+		return (uint16_t)(sign | h);
+	}
+	if (x < 0x33000000) /* below 2^-25: zero (2^-25 itself ties to 0) */
+		return sign;
+	/* subnormal half: round(value / 2^-24), ties to even */
+	uint32_t e = x >> 23;
+	uint32_t man = (x & 0x7fffff) | 0x800000;
+	uint32_t shift = 126 - e; /* 14..24 */
+	uint32_t h = man >> shift;
+	uint32_t rem = man & ((1u << shift) - 1);
+	uint32_t half = 1u << (shift - 1);
+	if (rem > half || (rem == half && (h & 1)))
+		h++;
+	return (uint16_t)(sign | h);
+}
+
+float ab_bf16_to_f32(uint16_t h)
+{
+	return u2f((uint32_t)h << 16);
+}
+
+uint16_t ab_f32_to_bf16(float f)
+{
+	uint32_t u = f2u(f);
+	if ((u & 0x7fffffff) > 0x7f800000) /* nan: force quiet */
+		return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+#define F16(h) ab_f16_to_f32(h)
+
+/* Round to nearest, ties to even, for |v| < 2^22 (like ggml's nearest_int). */
+static int round_even(float v)
+{
+	float t = v + 12582912.0f;
+	int32_t i;
+	memcpy(&i, &t, 4);
+	return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ---- dequantisation ---- */
+
+static void deq_q4_0(const struct blk_q4_0 *b, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, y += QK) {
+		float d = F16(b[i].d);
+		for (int j = 0; j < QK / 2; j++) {
+			y[j] = (float)((b[i].qs[j] & 0xf) - 8) * d;
+			y[j + QK / 2] = (float)((b[i].qs[j] >> 4) - 8) * d;
+		}
+	}
+}
+
+static void deq_q8_0(const struct blk_q8_0 *b, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, y += QK) {
+		float d = F16(b[i].d);
+		for (int j = 0; j < QK; j++)
+			y[j] = (float)b[i].qs[j] * d;
+	}
+}
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K super-block. */
+static void k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+		*m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+	}
+}
+
+static void deq_q4_k(const struct blk_q4_k *b, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++) {
+		float d = F16(b[i].d), dmin = F16(b[i].dmin);
+		const uint8_t *q = b[i].qs;
+		for (int j = 0; j < QKK; j += 64, q += 32) {
+			uint8_t sc, m;
+			k4_scale_min(j / 32, b[i].scales, &sc, &m);
+			float d1 = d * (float)sc, m1 = dmin * (float)m;
+			k4_scale_min(j / 32 + 1, b[i].scales, &sc, &m);
+			float d2 = d * (float)sc, m2 = dmin * (float)m;
+			for (int l = 0; l < 32; l++)
+				*y++ = d1 * (float)(q[l] & 0xf) - m1;
+			for (int l = 0; l < 32; l++)
+				*y++ = d2 * (float)(q[l] >> 4) - m2;
+		}
+	}
+}
+
+static void deq_q6_k(const struct blk_q6_k *b, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++) {
+		float d = F16(b[i].d);
+		const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+		const int8_t *sc = b[i].scales;
+		for (int n = 0; n < QKK; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+			for (int l = 0; l < 32; l++) {
+				int is = l / 16;
+				int q1 = ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
+				int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+				int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+				int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+				y[l] = d * (float)sc[is] * (float)q1;
+				y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+				y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+				y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+			}
+		}
+	}
+}
+
+static void deq_q8_k(const struct blk_q8_k *b, float *y, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, y += QKK)
+		for (int j = 0; j < QKK; j++)
+			y[j] = b[i].d * (float)b[i].qs[j];
+}
+
+int ab_dequantize(uint32_t type, const void *src, float *dst, int64_t n)
+{
+	const struct ab_type_info *ti = ab_type_get(type);
+	if (!ti || n < 0 || n % ti->block || (n && (!src || !dst)))
+		return AB_EINVAL;
+	int64_t nb = n / ti->block;
+	switch (type) {
+	case AB_TYPE_F32:
+		memcpy(dst, src, (size_t)n * 4);
+		return 0;
+	case AB_TYPE_F16: {
+		const uint16_t *s = src;
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = ab_f16_to_f32(s[i]);
+		return 0;
+	}
+	case AB_TYPE_BF16: {
+		const uint16_t *s = src;
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = ab_bf16_to_f32(s[i]);
+		return 0;
+	}
+	case AB_TYPE_Q4_0:
+		deq_q4_0(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q8_0:
+		deq_q8_0(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q4_K:
+		deq_q4_k(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q6_K:
+		deq_q6_k(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q8_K:
+		deq_q8_k(src, dst, nb);
+		return 0;
+	default:
+		return AB_EINVAL;
+	}
+}
+
+/* ---- quantisation ---- */
+
+/* Q8_0 as ggml's x86 SIMD path rounds activations: d = amax/127 stored
+ * as f16, q = round-half-even(x * (127/amax)). */
+static void quant_q8_0(const float *x, struct blk_q8_0 *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QK) {
+		float amax = 0.0f;
+		for (int j = 0; j < QK; j++)
+			amax = fmaxf(amax, fabsf(x[j]));
+		b[i].d = ab_f32_to_f16(amax / 127.0f);
+		float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+		for (int j = 0; j < QK; j++)
+			b[i].qs[j] = (int8_t)round_even(x[j] * id);
+	}
+}
+
+/* Q4_0 as ggml's reference quantiser: d = max / -8 (max = the value of
+ * largest magnitude, with its sign), q = trunc(x/d + 8.5) clamped to 15. */
+static void quant_q4_0(const float *x, struct blk_q4_0 *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QK) {
+		float amax = 0.0f, max = 0.0f;
+		for (int j = 0; j < QK; j++)
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		float d = max / -8.0f;
+		float id = d != 0.0f ? 1.0f / d : 0.0f;
+		b[i].d = ab_f32_to_f16(d);
+		for (int j = 0; j < QK / 2; j++) {
+			int q0 = (int)(int8_t)(x[j] * id + 8.5f);
+			int q1 = (int)(int8_t)(x[j + QK / 2] * id + 8.5f);
+			q0 = q0 > 15 ? 15 : q0 < 0 ? 0 : q0;
+			q1 = q1 > 15 ? 15 : q1 < 0 ? 0 : q1;
+			b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+		}
+	}
+}
+
+/* Q8_K as ggml's reference: iscale = -127/max, q = min(127, round(x*iscale)),
+ * d = 1/iscale, bsums = sums of 16 consecutive q. */
+static void quant_q8_k(const float *x, struct blk_q8_k *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QKK) {
+		float amax = 0.0f, max = 0.0f;
+		for (int j = 0; j < QKK; j++)
+			if (fabsf(x[j]) > amax) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		if (amax == 0.0f) {
+			memset(&b[i], 0, sizeof(b[i]));
+			continue;
+		}
+		float iscale = -127.0f / max;
+		for (int j = 0; j < QKK; j++) {
+			int v = round_even(iscale * x[j]);
+			b[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
+		}
+		for (int g = 0; g < QKK / 16; g++) {
+			int s = 0;
+			for (int j = 0; j < 16; j++)
+				s += b[i].qs[g * 16 + j];
+			b[i].bsums[g] = (int16_t)s;
+		}
+		b[i].d = 1.0f / iscale;
+	}
+}
+
+static int clampi(int v, int lo, int hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Fits x[0..n) ~ s*q - m with q in 0..nmax: starts from the min/max
+ * range and refines (s, m) by least squares for the chosen q a few
+ * times. m >= 0 (a non-positive minimum), as Q4_K stores it. */
+static void fit_affine(const float *x, int n, int nmax, float *ps, float *pm)
+{
+	float mn = 0.0f, mx = x[0];
+	for (int i = 0; i < n; i++) {
+		mn = fminf(mn, x[i]);
+		mx = fmaxf(mx, x[i]);
+	}
+	float s = (mx - mn) / (float)nmax, m = -mn;
+	if (s <= 0.0f) {
+		*ps = 0.0f;
+		*pm = m;
+		return;
+	}
+	float best_err = INFINITY, bs = s, bm = m;
+	for (int it = 0; it < 4; it++) {
+		double sq = 0, sqq = 0, sx = 0, sxq = 0, err = 0;
+		for (int i = 0; i < n; i++) {
+			int q = clampi((int)lrintf((x[i] + m) / s), 0, nmax);
+			double e = (double)s * q - m - x[i];
+			err += e * e;
+			sq += q;
+			sqq += (double)q * q;
+			sx += x[i];
+			sxq += (double)x[i] * q;
+		}
+		if (err < best_err) {
+			best_err = (float)err;
+			bs = s;
+			bm = m;
+		}
+		/* minimise sum (s q - m - x)^2 over s, m */
+		double det = n * sqq - sq * sq;
+		if (det <= 0)
+			break;
+		double ns = (n * sxq - sq * sx) / det;
+		double nm = (ns * sq - sx) / n;
+		if (ns <= 0 || nm < 0)
+			break;
+		s = (float)ns;
+		m = (float)nm;
+	}
+	*ps = bs;
+	*pm = bm;
+}
+
+static void quant_q4_k(const float *x, struct blk_q4_k *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QKK) {
+		float sc[8], mn[8], maxs = 0.0f, maxm = 0.0f;
+		for (int j = 0; j < 8; j++) {
+			fit_affine(x + 32 * j, 32, 15, &sc[j], &mn[j]);
+			maxs = fmaxf(maxs, sc[j]);
+			maxm = fmaxf(maxm, mn[j]);
+		}
+		float d = maxs / 63.0f, dmin = maxm / 63.0f;
+		b[i].d = ab_f32_to_f16(d);
+		b[i].dmin = ab_f32_to_f16(dmin);
+		d = F16(b[i].d);
+		dmin = F16(b[i].dmin);
+		uint8_t ls[8], lm[8];
+		for (int j = 0; j < 8; j++) {
+			ls[j] = (uint8_t)(d > 0.0f ? clampi((int)lrintf(sc[j] / d), 0, 63) : 0);
+			lm[j] = (uint8_t)(dmin > 0.0f ? clampi((int)lrintf(mn[j] / dmin), 0, 63) : 0);
+		}
+		memset(b[i].scales, 0, 12);
+		for (int j = 0; j < 8; j++) {
+			if (j < 4) {
+				b[i].scales[j] = ls[j];
+				b[i].scales[j + 4] = lm[j];
+			} else {
+				b[i].scales[j + 4] = (uint8_t)((ls[j] & 0xf) | ((lm[j] & 0xf) << 4));
+				b[i].scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+				b[i].scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
+			}
+		}
+		uint8_t q[QKK];
+		for (int j = 0; j < 8; j++) {
+			float ds = d * (float)ls[j], dm = dmin * (float)lm[j];
+			for (int l = 0; l < 32; l++)
+				q[32 * j + l] = (uint8_t)(ds > 0.0f ? clampi((int)lrintf((x[32 * j + l] + dm) / ds), 0, 15) : 0);
+		}
+		for (int j = 0; j < QKK; j += 64)
+			for (int l = 0; l < 32; l++)
+				b[i].qs[j / 2 + l] = (uint8_t)(q[j + l] | (q[j + 32 + l] << 4));
+	}
+}
+
+static void quant_q6_k(const float *x, struct blk_q6_k *b, int64_t nb)
+{
+	for (int64_t i = 0; i < nb; i++, x += QKK) {
+		float sc[16], amaxs = 0.0f, maxs = 0.0f;
+		for (int g = 0; g < 16; g++) {
+			float amax = 0.0f, max = 0.0f;
+			for (int l = 0; l < 16; l++)
+				if (fabsf(x[16 * g + l]) > amax) {
+					amax = fabsf(x[16 * g + l]);
+					max = x[16 * g + l];
+				}
+			sc[g] = max / -32.0f;
+			if (fabsf(sc[g]) > amaxs) {
+				amaxs = fabsf(sc[g]);
+				maxs = sc[g];
+			}
+		}
+		float d = maxs / -127.0f;
+		b[i].d = ab_f32_to_f16(d);
+		d = F16(b[i].d);
+		uint8_t q[QKK];
+		for (int g = 0; g < 16; g++) {
+			int ls = d != 0.0f ? clampi((int)lrintf(sc[g] / d), -128, 127) : 0;
+			b[i].scales[g] = (int8_t)ls;
+			float ds = d * (float)ls;
+			for (int l = 0; l < 16; l++) {
+				int v = ds != 0.0f ? (int)lrintf(x[16 * g + l] / ds) : 0;
+				q[16 * g + l] = (uint8_t)(clampi(v, -32, 31) + 32);
+			}
+		}
+		for (int n = 0; n < QKK; n += 128) {
+			uint8_t *ql = b[i].ql + n / 2, *qh = b[i].qh + n / 4;
+			for (int l = 0; l < 32; l++) {
+				const uint8_t *qq = q + n;
+				ql[l] = (uint8_t)((qq[l] & 0xf) | ((qq[l + 64] & 0xf) << 4));
+				ql[l + 32] = (uint8_t)((qq[l + 32] & 0xf) | ((qq[l + 96] & 0xf) << 4));
+				qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
+						  ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
+			}
+		}
+	}
+}
+
+int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n)
+{
+	const struct ab_type_info *ti = ab_type_get(type);
+	if (!ti || n < 0 || n % ti->block || (n && (!src || !dst)))
+		return AB_EINVAL;
+	int64_t nb = n / ti->block;
+	switch (type) {
+	case AB_TYPE_F32:
+		memcpy(dst, src, (size_t)n * 4);
+		return 0;
+	case AB_TYPE_F16: {
+		uint16_t *d = dst;
+		for (int64_t i = 0; i < n; i++)
+			d[i] = ab_f32_to_f16(src[i]);
+		return 0;
+	}
+	case AB_TYPE_BF16: {
+		uint16_t *d = dst;
+		for (int64_t i = 0; i < n; i++)
+			d[i] = ab_f32_to_bf16(src[i]);
+		return 0;
+	}
+	case AB_TYPE_Q4_0:
+		quant_q4_0(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q8_0:
+		quant_q8_0(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q4_K:
+		quant_q4_k(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q6_K:
+		quant_q6_k(src, dst, nb);
+		return 0;
+	case AB_TYPE_Q8_K:
+		quant_q8_k(src, dst, nb);
+		return 0;
+	default:
+		return AB_EINVAL;
+	}
+}
+
+/* ---- row kernels ----
+ * rowdot(n, w, x, xs, nx, out): out[j] = dot(weight row w, activation
+ * row x + j*xs) for j < nx <= MM_TB, n elements, x already in the dot
+ * type. */
+
+#define MM_TB 4
+typedef void (*rowdot_fn)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out);
+
+/* The fixed reduction order of eight float lanes, shared by both backends. */
+static float reduce8(const float *a)
+{
+	return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+static void dot_q4_0_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q4_0 *wb = w;
+	int64_t nb = n / QK;
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_0 *xb = (const void *)((const char *)x + (size_t)t * xs);
+		float acc[8] = {0};
+		for (int64_t i = 0; i < nb; i++) {
+			float d = F16(wb[i].d) * F16(xb[i].d);
+			for (int l = 0; l < 8; l++) {
+				int s = 0;
+				for (int k = 4 * l; k < 4 * l + 4; k++) {
+					int q = k < 16 ? (wb[i].qs[k] & 0xf) : (wb[i].qs[k - 16] >> 4);
+					s += (q - 8) * xb[i].qs[k];
+				}
+				acc[l] = acc[l] + d * (float)s;
+			}
+		}
+		out[t] = reduce8(acc);
+	}
+}
+
+static void dot_q8_0_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q8_0 *wb = w;
+	int64_t nb = n / QK;
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_0 *xb = (const void *)((const char *)x + (size_t)t * xs);
+		float acc[8] = {0};
+		for (int64_t i = 0; i < nb; i++) {
+			float d = F16(wb[i].d) * F16(xb[i].d);
+			for (int l = 0; l < 8; l++) {
+				int s = 0;
+				for (int k = 4 * l; k < 4 * l + 4; k++)
+					s += wb[i].qs[k] * xb[i].qs[k];
+				acc[l] = acc[l] + d * (float)s;
+			}
+		}
+		out[t] = reduce8(acc);
+	}
+}
+
+/* Integer parts of one Q4_K x Q8_K super-block: sum of sc*q4*q8 and of
+ * m * (q8 sums of the sub-block). */
+static void q4k_block_scalar(const struct blk_q4_k *w, const struct blk_q8_k *x, int32_t *isum, int32_t *msum)
+{
+	int32_t s = 0, ms = 0;
+	for (int j = 0; j < 8; j++) {
+		uint8_t sc, m;
+		k4_scale_min(j, w->scales, &sc, &m);
+		const uint8_t *q = w->qs + 32 * (j / 2);
+		int shift = (j & 1) * 4;
+		int32_t sub = 0;
+		for (int l = 0; l < 32; l++)
+			sub += ((q[l] >> shift) & 0xf) * x->qs[32 * j + l];
+		s += sc * sub;
+		ms += m * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+	}
+	*isum = s;
+	*msum = ms;
+}
+
+static void dot_q4_k_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q4_k *wb = w;
+	int64_t nb = n / QKK;
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_k *xb = (const void *)((const char *)x + (size_t)t * xs);
+		float sum = 0.0f;
+		for (int64_t i = 0; i < nb; i++) {
+			int32_t is, ms;
+			q4k_block_scalar(&wb[i], &xb[i], &is, &ms);
+			float dd = F16(wb[i].d) * xb[i].d, dm = F16(wb[i].dmin) * xb[i].d;
+			sum = sum + (dd * (float)is - dm * (float)ms);
+		}
+		out[t] = sum;
+	}
+}
+
+static int32_t q6k_block_scalar(const struct blk_q6_k *w, const struct blk_q8_k *x)
+{
+	int32_t s = 0;
+	const uint8_t *ql = w->ql, *qh = w->qh;
+	for (int n = 0; n < QKK; n += 128, ql += 64, qh += 32) {
+		int32_t g[8] = {0};
+		for (int l = 0; l < 32; l++) {
+			int is = l / 16;
+			const int8_t *q8 = x->qs + n;
+			g[is] += (((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32) * q8[l];
+			g[is + 2] += (((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+			g[is + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+			g[is + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+		}
+		for (int k = 0; k < 8; k++)
+			s += w->scales[n / 16 + k] * g[k];
+	}
+	return s;
+}
+
+static void dot_q6_k_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q6_k *wb = w;
+	int64_t nb = n / QKK;
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_k *xb = (const void *)((const char *)x + (size_t)t * xs);
+		float sum = 0.0f;
+		for (int64_t i = 0; i < nb; i++) {
+			float dd = F16(wb[i].d) * xb[i].d;
+			sum = sum + dd * (float)q6k_block_scalar(&wb[i], &xb[i]);
+		}
+		out[t] = sum;
+	}
+}
+
+static void dot_f32_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const float *a = w;
+	for (int t = 0; t < nx; t++) {
+		const float *b = (const void *)((const char *)x + (size_t)t * xs);
+		float acc[8] = {0};
+		int64_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (int l = 0; l < 8; l++)
+				acc[l] += a[i + l] * b[i + l];
+		for (; i < n; i++)
+			acc[0] += a[i] * b[i];
+		out[t] = reduce8(acc);
+	}
+}
+
+static void dot_f16_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const uint16_t *a = w;
+	for (int t = 0; t < nx; t++) {
+		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
+		float acc[8] = {0};
+		int64_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (int l = 0; l < 8; l++)
+				acc[l] += F16(a[i + l]) * F16(b[i + l]);
+		for (; i < n; i++)
+			acc[0] += F16(a[i]) * F16(b[i]);
+		out[t] = reduce8(acc);
+	}
+}
+
+static void dot_bf16_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const uint16_t *a = w;
+	for (int t = 0; t < nx; t++) {
+		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
+		float acc[8] = {0};
+		int64_t i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (int l = 0; l < 8; l++)
+				acc[l] += ab_bf16_to_f32(a[i + l]) * ab_bf16_to_f32(b[i + l]);
+		for (; i < n; i++)
+			acc[0] += ab_bf16_to_f32(a[i]) * ab_bf16_to_f32(b[i]);
+		out[t] = reduce8(acc);
+	}
+}
+
+/* ---- AVX2 kernels ---- */
+
+#if AB_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline int32_t hsum_i32(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+	return _mm_cvtsi128_si32(s);
+}
+
+AVX2 static inline float hsum_ps8(__m256 v)
+{
+	float a[8];
+	_mm256_storeu_ps(a, v);
+	return reduce8(a);
+}
+
+/* Signed bytes a * signed bytes b summed in groups of four: int32 lanes. */
+AVX2 static inline __m256i dot_i8_lanes(__m256i a, __m256i b)
+{
+	__m256i ua = _mm256_sign_epi8(a, a);
+	__m256i sb = _mm256_sign_epi8(b, a);
+	__m256i p16 = _mm256_maddubs_epi16(ua, sb);
+	return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+AVX2 static inline float f16_hw(uint16_t h)
+{
+	return _cvtsh_ss(h); /* bit-identical to ab_f16_to_f32 (tested) */
+}
+
+/* The Q4_0/Q8_0 kernels are written once for a compile-time number of
+ * activation rows NX (always_inline + a switch on nx), so that the NX
+ * accumulators live in registers. */
+#define AINL __attribute__((always_inline)) inline
+
+AVX2 static AINL __m256i q4_0_unpack(const struct blk_q4_0 *b)
+{
+	__m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+	__m256i q = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+	return _mm256_sub_epi8(_mm256_and_si256(q, _mm256_set1_epi8(0xf)), _mm256_set1_epi8(8));
+}
+
+AVX2 static AINL __m256i q8_0_unpack(const struct blk_q8_0 *b)
+{
+	return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+
+#define DEF_Q_NX(NAME, WBLK, UNPACK)                                                            \
+	AVX2 static AINL void NAME##_nx(int64_t nb, const WBLK *wb, const char *xc, size_t xs,    \
+					const int nx, float *out)                                \
+	{                                                                                      \
+		__m256 acc[MM_TB];                                                             \
+		for (int t = 0; t < nx; t++)                                                   \
+			acc[t] = _mm256_setzero_ps();                                          \
+		const __m256i ones = _mm256_set1_epi16(1);                                     \
+		for (int64_t i = 0; i < nb; i++) {                                             \
+			__m256i q = UNPACK(&wb[i]);                                            \
+			__m256i uq = _mm256_sign_epi8(q, q);                                   \
+			float dw = f16_hw(wb[i].d);                                            \
+			_Pragma("GCC unroll 4")                                                \
+			for (int t = 0; t < nx; t++) {                                         \
+				const struct blk_q8_0 *xb =                                    \
+					(const struct blk_q8_0 *)(const void *)(xc + (size_t)t * xs) + i; \
+				__m256i y = _mm256_loadu_si256((const __m256i *)xb->qs);       \
+				__m256i p16 = _mm256_maddubs_epi16(uq, _mm256_sign_epi8(y, q)); \
+				__m256 sv = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));  \
+				__m256 d = _mm256_set1_ps(dw * f16_hw(xb->d));                 \
+				acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, sv));          \
+			}                                                                      \
+		}                                                                              \
+		for (int t = 0; t < nx; t++)                                                   \
+			out[t] = hsum_ps8(acc[t]);                                             \
+	}                                                                                      \
+	AVX2 static void NAME(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out) \
+	{                                                                                      \
+		int64_t nb = n / QK;                                                           \
+		switch (nx) {                                                                  \
+		case 1: NAME##_nx(nb, w, x, xs, 1, out); break;                                \
+		case 2: NAME##_nx(nb, w, x, xs, 2, out); break;                                \
+		case 3: NAME##_nx(nb, w, x, xs, 3, out); break;                                \
+		default: NAME##_nx(nb, w, x, xs, 4, out); break;                               \
+		}                                                                              \
+	}
+
+DEF_Q_NX(dot_q4_0_avx2, struct blk_q4_0, q4_0_unpack)
+DEF_Q_NX(dot_q8_0_avx2, struct blk_q8_0, q8_0_unpack)
+
+AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q4_k *wb = w;
+	int64_t nb = n / QKK;
+	const char *xc = x;
+	float sum[MM_TB] = {0};
+	const __m256i lo = _mm256_set1_epi8(0xf);
+	for (int64_t i = 0; i < nb; i++) {
+		uint8_t sc[8], m[8];
+		for (int j = 0; j < 8; j++)
+			k4_scale_min(j, wb[i].scales, &sc[j], &m[j]);
+		__m256i q4[8];
+		for (int j = 0; j < 4; j++) {
+			__m256i q = _mm256_loadu_si256((const __m256i *)(wb[i].qs + 32 * j));
+			q4[2 * j] = _mm256_and_si256(q, lo);
+			q4[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), lo);
+		}
+		float dw = f16_hw(wb[i].d), dmw = f16_hw(wb[i].dmin);
+		for (int t = 0; t < nx; t++) {
+			const struct blk_q8_k *xb = (const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + i;
+			__m256i acc = _mm256_setzero_si256();
+			for (int j = 0; j < 8; j++) {
+				__m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * j));
+				__m256i p16 = _mm256_maddubs_epi16(q4[j], y);
+				acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(sc[j])));
+			}
+			int32_t is = hsum_i32(acc);
+			int32_t ms = 0;
+			for (int j = 0; j < 8; j++)
+				ms += m[j] * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+			float dd = dw * xb->d, dm = dmw * xb->d;
+			sum[t] = sum[t] + (dd * (float)is - dm * (float)ms);
+		}
+	}
+	for (int t = 0; t < nx; t++)
+		out[t] = sum[t];
+}
+
+AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const struct blk_q6_k *wb = w;
+	int64_t nb = n / QKK;
+	const char *xc = x;
+	float sum[MM_TB] = {0};
+	const __m256i m4 = _mm256_set1_epi8(0xf), m30 = _mm256_set1_epi8(0x30);
+	for (int64_t i = 0; i < nb; i++) {
+		/* the 256 unsigned 6-bit values, in element order, 32 a vector */
+		__m256i q6[8], scv[8];
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = wb[i].ql + 64 * h, *qh = wb[i].qh + 32 * h;
+			__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i hh = _mm256_loadu_si256((const __m256i *)qh);
+			q6[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+							_mm256_and_si256(_mm256_slli_epi16(hh, 4), m30));
+			q6[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+							_mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
+			q6[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+							_mm256_and_si256(hh, m30));
+			q6[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+							_mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+		}
+		const int8_t *sc = wb[i].scales;
+		for (int v = 0; v < 8; v++)
+			scv[v] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * v + 1]), _mm_set1_epi16(sc[2 * v]));
+		float dw = f16_hw(wb[i].d);
+		for (int t = 0; t < nx; t++) {
+			const struct blk_q8_k *xb = (const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + i;
+			__m256i acc = _mm256_setzero_si256();
+			for (int v = 0; v < 8; v++) {
+				__m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * v));
+				__m256i p16 = _mm256_maddubs_epi16(q6[v], y);
+				acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scv[v]));
+			}
+			int32_t is = hsum_i32(acc);
+			int32_t bs = 0;
+			for (int g = 0; g < 16; g++)
+				bs += sc[g] * xb->bsums[g];
+			is -= 32 * bs;
+			float dd = dw * xb->d;
+			sum[t] = sum[t] + dd * (float)is;
+		}
+	}
+	for (int t = 0; t < nx; t++)
+		out[t] = sum[t];
+}
+
+AVX2 static void dot_f32_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const float *a = w;
+	for (int t = 0; t < nx; t++) {
+		const float *b = (const void *)((const char *)x + (size_t)t * xs);
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+		int64_t i = 0;
+		for (; i + 16 <= n; i += 16) {
+			acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+			acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+		}
+		for (; i + 8 <= n; i += 8)
+			acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+		float s = hsum_ps8(_mm256_add_ps(acc0, acc1));
+		for (; i < n; i++)
+			s += a[i] * b[i];
+		out[t] = s;
+	}
+}
+
+AVX2 static void dot_f16_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const uint16_t *a = w;
+	for (int t = 0; t < nx; t++) {
+		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+		int64_t i = 0;
+		for (; i + 16 <= n; i += 16) {
+			__m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+			__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+			__m256 a1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+			__m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
+			acc0 = _mm256_fmadd_ps(a0, b0, acc0);
+			acc1 = _mm256_fmadd_ps(a1, b1, acc1);
+		}
+		for (; i + 8 <= n; i += 8) {
+			__m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+			__m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+			acc0 = _mm256_fmadd_ps(a0, b0, acc0);
+		}
+		float s = hsum_ps8(_mm256_add_ps(acc0, acc1));
+		for (; i < n; i++)
+			s += F16(a[i]) * F16(b[i]);
+		out[t] = s;
+	}
+}
+
+AVX2 static inline __m256 bf16x8(const uint16_t *p)
+{
+	__m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+AVX2 static void dot_bf16_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+{
+	const uint16_t *a = w;
+	for (int t = 0; t < nx; t++) {
+		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+		int64_t i = 0;
+		for (; i + 16 <= n; i += 16) {
+			acc0 = _mm256_fmadd_ps(bf16x8(a + i), bf16x8(b + i), acc0);
+			acc1 = _mm256_fmadd_ps(bf16x8(a + i + 8), bf16x8(b + i + 8), acc1);
+		}
+		for (; i + 8 <= n; i += 8)
+			acc0 = _mm256_fmadd_ps(bf16x8(a + i), bf16x8(b + i), acc0);
+		float s = hsum_ps8(_mm256_add_ps(acc0, acc1));
+		for (; i < n; i++)
+			s += ab_bf16_to_f32(a[i]) * ab_bf16_to_f32(b[i]);
+		out[t] = s;
+	}
+}
+#endif /* AB_X86 */
+
+/* ---- dispatch ---- */
+
+struct kern {
+	uint32_t dot_type;
+	rowdot_fn scalar, avx2;
+};
+
+static const struct kern *kern_for(uint32_t type)
+{
+#if AB_X86
+#define K(t, dt, s, a) [t] = {dt, s, a}
+	static const struct kern ks[AB_TYPE__MAX] = {
+		K(AB_TYPE_F32, AB_TYPE_F32, dot_f32_scalar, dot_f32_avx2),
+		K(AB_TYPE_F16, AB_TYPE_F16, dot_f16_scalar, dot_f16_avx2),
+		K(AB_TYPE_BF16, AB_TYPE_BF16, dot_bf16_scalar, dot_bf16_avx2),
+		K(AB_TYPE_Q4_0, AB_TYPE_Q8_0, dot_q4_0_scalar, dot_q4_0_avx2),
+		K(AB_TYPE_Q8_0, AB_TYPE_Q8_0, dot_q8_0_scalar, dot_q8_0_avx2),
+		K(AB_TYPE_Q4_K, AB_TYPE_Q8_K, dot_q4_k_scalar, dot_q4_k_avx2),
+		K(AB_TYPE_Q6_K, AB_TYPE_Q8_K, dot_q6_k_scalar, dot_q6_k_avx2),
+	};
+#else
+#define K(t, dt, s, a) [t] = {dt, s, NULL}
+	static const struct kern ks[AB_TYPE__MAX] = {
+		K(AB_TYPE_F32, AB_TYPE_F32, dot_f32_scalar, 0),
+		K(AB_TYPE_F16, AB_TYPE_F16, dot_f16_scalar, 0),
+		K(AB_TYPE_BF16, AB_TYPE_BF16, dot_bf16_scalar, 0),
+		K(AB_TYPE_Q4_0, AB_TYPE_Q8_0, dot_q4_0_scalar, 0),
+		K(AB_TYPE_Q8_0, AB_TYPE_Q8_0, dot_q8_0_scalar, 0),
+		K(AB_TYPE_Q4_K, AB_TYPE_Q8_K, dot_q4_k_scalar, 0),
+		K(AB_TYPE_Q6_K, AB_TYPE_Q8_K, dot_q6_k_scalar, 0),
+	};
+#endif
+#undef K
+	if (type >= AB_TYPE__MAX || !ks[type].scalar)
+		return NULL;
+	return &ks[type];
+}
+
+static atomic_bool g_force_scalar;
+static atomic_int g_cpu = -1; /* -1 unknown, 0 no AVX2, 1 AVX2+FMA+F16C */
+
+static bool cpu_has_avx2(void)
+{
+	int v = atomic_load_explicit(&g_cpu, memory_order_relaxed);
+	if (v < 0) {
+#if AB_X86
+		__builtin_cpu_init();
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    __builtin_cpu_supports("f16c");
+#else
+		v = 0;
+#endif
+		atomic_store_explicit(&g_cpu, v, memory_order_relaxed);
+	}
+	return v == 1;
+}
+
+static bool use_avx2(void)
+{
+	return !atomic_load_explicit(&g_force_scalar, memory_order_relaxed) && cpu_has_avx2();
+}
+
+const char *ab_quant_backend(void)
+{
+	return use_avx2() ? "avx2" : "scalar";
+}
+
+void ab_quant_force_scalar(bool on)
+{
+	atomic_store(&g_force_scalar, on);
+}
+
+/* ---- ab_matmul ---- */
+
+#define MM_RT 16 /* weight rows per tile */
+
+struct mm_job {
+	const char *W;
+	size_t wrow;
+	int64_t R, C, T;
+	const float *X;
+	uint32_t dot_type;
+	char *xq; /* T rows of xrow bytes, in the dot type */
+	size_t xrow;
+	float *Y;
+	rowdot_fn fn;
+};
+
+static void mm_quant_task(void *ud, int ith, int nth)
+{
+	struct mm_job *j = ud;
+	int64_t t0 = j->T * ith / nth, t1 = j->T * (ith + 1) / nth;
+	for (int64_t t = t0; t < t1; t++)
+		ab_quantize(j->dot_type, j->X + t * j->C, j->xq + (size_t)t * j->xrow, j->C);
+}
+
+static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
+{
+	float o[MM_TB];
+	for (int64_t rt = r0; rt < r1; rt += MM_RT) {
+		int64_t re = rt + MM_RT < r1 ? rt + MM_RT : r1;
+		for (int64_t t = 0; t < j->T; t += MM_TB) {
+			int nx = j->T - t < MM_TB ? (int)(j->T - t) : MM_TB;
+			const char *x = j->xq + (size_t)t * j->xrow;
+			for (int64_t r = rt; r < re; r++) {
+				j->fn(j->C, j->W + (size_t)r * j->wrow, x, j->xrow, nx, o);
+				for (int k = 0; k < nx; k++)
+					j->Y[(t + k) * j->R + r] = o[k];
+			}
+		}
+	}
+}
+
+static void mm_task(void *ud, int ith, int nth)
+{
+	struct mm_job *j = ud;
+	/* contiguous ranges, boundaries on multiples of 4 rows where possible */
+	int64_t units = (j->R + 3) / 4;
+	int64_t r0 = units * ith / nth * 4, r1 = units * (ith + 1) / nth * 4;
+	if (r1 > j->R)
+		r1 = j->R;
+	if (r0 < r1)
+		mm_rows(j, r0, r1);
+}
+
+void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
+	       float *Y, struct ab_pool *pool)
+{
+	const struct kern *k = kern_for(type);
+	if (!k || R <= 0 || T <= 0 || C <= 0)
+		return;
+	size_t wrow = ab_type_row_bytes(type, C);
+	size_t xrow = ab_type_row_bytes(k->dot_type, C);
+	if (!wrow || !xrow)
+		return;
+	struct mm_job j = {
+		.W = W, .wrow = wrow, .R = R, .C = C, .T = T, .X = X,
+		.dot_type = k->dot_type, .xrow = xrow, .Y = Y,
+		.fn = use_avx2() && k->avx2 ? k->avx2 : k->scalar,
+	};
+	int nth = pool ? ab_pool_threads(pool) : 1;
+	char *buf = NULL;
+	if (k->dot_type == AB_TYPE_F32) {
+		j.xq = (char *)(uintptr_t)X;
+	} else {
+		buf = ab_xmalloc(xrow * (size_t)T + 64);
+		j.xq = buf;
+		if (nth > 1 && T >= 4)
+			ab_pool_run(pool, mm_quant_task, &j);
+		else
+			mm_quant_task(&j, 0, 1);
+	}
+	if (nth > 1 && (R >= 64 || T > 1))
+		ab_pool_run(pool, mm_task, &j);
+	else
+		mm_rows(&j, 0, R);
+	free(buf);
+}

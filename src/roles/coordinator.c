@@ -12,6 +12,7 @@
  * event to every subscriber. Waiting clients cost a queue entry, not a
  * thread; the hub sleeps on a condition variable when nobody listens.
  */
+#include "sessions.h"
 #include "service.h"
 
 #include "keys.h"
@@ -36,7 +37,13 @@ struct coord {
 	struct ab_http_stream **subs;
 	size_t n_subs;
 	bool kick;  /* a new subscriber waits for its first event */
+	struct ab_chat *chat;
 };
+
+struct ab_chat *ab_coord_chat(struct ab_service *svc)
+{
+	return ((struct coord *)svc->state)->chat;
+}
 
 static struct ab_service *svc_of(struct ab_http_req *req)
 {
@@ -128,7 +135,6 @@ static void h_cluster_stream(struct ab_http_req *req)
 				    "too many open health streams (%d); retry later", HUB_MAX_SUBS);
 		return;
 	}
-	ab_http_add_header(req, "Cache-Control", "no-cache");
 	struct ab_http_stream *s = ab_http_reply_stream(req, 200, "text/event-stream");
 	if (!s) {
 		pthread_mutex_unlock(&c->lock);
@@ -332,7 +338,10 @@ static int coord_init(struct ab_service *svc, char *err, size_t errlen)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	svc->state = c;
-	int rc = pthread_create(&c->hub, NULL, hub_main, c);
+	int rc = ab_chat_new(svc, &c->chat, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = pthread_create(&c->hub, NULL, hub_main, c);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start the health hub: %s", ab_strerror(-rc));
 		return -rc;
@@ -352,6 +361,7 @@ static void coord_fini(struct ab_service *svc)
 	pthread_mutex_unlock(&c->lock);
 	if (c->hub_started)
 		pthread_join(c->hub, NULL);
+	ab_chat_free(c->chat);
 	for (size_t i = 0; i < c->n_subs; i++)
 		ab_http_stream_close(c->subs[i]);
 	free(c->subs);
@@ -381,6 +391,21 @@ static const struct ab_route routes[] = {
 	 "mint a token {name, role: viewer|user|admin}; shown once"},
 	{"DELETE", "/api/auth/tokens/{name}", h_token_delete, AB_ACCESS_ADMIN, 0,
 	 "revoke a token by name"},
+	{"POST", "/api/chat/sessions", ab_chat_h_create, AB_ACCESS_USER, AB_ROUTE_JSON_BODY,
+	 "new chat session {title?, model?, system?}"},
+	{"GET", "/api/chat/sessions", ab_chat_h_list, AB_ACCESS_USER, 0,
+	 "chat sessions, most recent first"},
+	{"GET", "/api/chat/sessions/{id}", ab_chat_h_get, AB_ACCESS_USER, 0,
+	 "a chat session with its messages"},
+	{"PATCH", "/api/chat/sessions/{id}", ab_chat_h_update, AB_ACCESS_USER, AB_ROUTE_JSON_BODY,
+	 "rename a session or change its model or system prompt"},
+	{"DELETE", "/api/chat/sessions/{id}", ab_chat_h_delete, AB_ACCESS_USER, 0,
+	 "delete a session and its messages"},
+	{"POST", "/api/chat/sessions/{id}/messages", ab_chat_h_message, AB_ACCESS_USER,
+	 AB_ROUTE_JSON_BODY | AB_ROUTE_STREAM,
+	 "send {content}: the answer streams as server-sent events (start, token..., done)"},
+	{"POST", "/api/chat/sessions/{id}/cancel", ab_chat_h_cancel, AB_ACCESS_USER, 0,
+	 "stop the answer running in a session (the partial answer is kept)"},
 };
 
 const struct ab_role_def ab_role_coordinator = {

@@ -7,12 +7,14 @@
 #include <string.h>
 
 extern const struct ab_role_def ab_role_coordinator;
+extern const struct ab_role_def ab_role_llm;
 
 static const struct ab_role_def *const table[] = {
 	&ab_role_coordinator,
+	&ab_role_llm,
 };
 
-const char *const ab_implemented_roles[] = {"coordinator", NULL};
+const char *const ab_implemented_roles[] = {"coordinator", "llm", NULL};
 
 const struct ab_role_def *ab_role_def_find(const char *name)
 {

@@ -148,14 +148,27 @@ def redis(tmpdir_ab):
     r.stop()
 
 
-class Serve:
-    """`autobot serve coordinator` against a given redis."""
+SHARED = os.environ.get("AB_SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))
 
-    def __init__(self, state_dir, redis_port, redis_password, extra=None, port=None):
+
+def shared_path(*parts):
+    """A file of ../shared, or skip the test when it is not there."""
+    p = os.path.join(SHARED, *parts)
+    if not os.path.exists(p):
+        pytest.skip("test data %s is missing (../shared not present)" % p)
+    return p
+
+
+class Serve:
+    """`autobot serve ROLE` (default: the coordinator) against a given redis."""
+
+    def __init__(self, state_dir, redis_port, redis_password, extra=None, port=None,
+                 role="coordinator"):
         self.port = port or free_port()
         self.state_dir = state_dir
-        self.args = [AUTOBOT, "serve", "coordinator", "--state-dir", state_dir,
-                     "--set", "services.coordinator.port=%d" % self.port,
+        self.role = role
+        self.args = [AUTOBOT, "serve", role, "--state-dir", state_dir,
+                     "--set", "services.%s.port=%d" % (role, self.port),
                      "--set", "services.redis.port=%d" % redis_port,
                      "--set", "services.redis.password=%s" % redis_password,
                      "--set", "services.redis.managed=false"] + (extra or [])
@@ -166,9 +179,9 @@ class Serve:
     def start(self, wait=True):
         os.makedirs(self.state_dir, exist_ok=True)
         self.proc = _track(subprocess.Popen(self.args, stdout=self.log, stderr=self.log))
-        if wait and not wait_for(lambda: http("GET", self.port, "/api/health")[0] == 200, 10):
+        if wait and not wait_for(lambda: http("GET", self.port, "/health")[0] == 200, 10):
             self.stop()
-            raise AssertionError("coordinator did not answer /api/health")
+            raise AssertionError("%s did not answer /health" % self.role)
         return self
 
     @property

@@ -1,2 +1,808 @@
-/* placeholder */
+/*
+ * test_llm_model.c - the forward pass against llama.cpp's reference
+ * outputs in ../shared/models (see its reference/README.md): the
+ * stories260K acceptance text, the llama2.c loader against the GGUF
+ * conversion, logits / argmax / greedy tokens / hidden states for every
+ * reference model, and the edges (batch vs one token at a time, the end
+ * of the context, the memory check, truncated files).
+ *
+ * The shared folder is AB_SOURCE_ROOT/../shared, or $AB_SHARED_DIR; tests
+ * that need it skip with a message when it is missing. Measured figures
+ * are printed to stderr ("[model] ...") for the record.
+ */
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ab_build.h"
+#include "common.h"
+#include "gguf.h"
+#include "model.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+static const char *shared_dir(void)
+{
+	const char *e = getenv("AB_SHARED_DIR");
+	return e && *e ? e : AB_SOURCE_ROOT "/../shared";
+}
+
+/* The path of rel inside the shared folder (static buffer), or a skip. */
+static char *shared(const char *rel)
+{
+	static char buf[8][1024];
+	static int next;
+	char *p = buf[next++ % 8];
+	snprintf(p, sizeof(buf[0]), "%s/%s", shared_dir(), rel);
+	if (access(p, R_OK) != 0)
+		cr_skip_test("%s is missing (the shared reference data: set AB_SHARED_DIR)", p);
+	return p;
+}
+
+static struct ab_llm_model *load(const char *path, const char *tok)
+{
+	struct ab_llm_load_opts o = {.tokenizer_path = tok};
+	struct ab_llm_model *m = NULL;
+	char err[512] = "";
+	int rc = ab_llm_model_load(path, &o, &m, err, sizeof(err));
+	cr_assert_eq(rc, 0, "loading %s: %s (%d)", path, err, rc);
+	return m;
+}
+
+static struct ab_llm_ctx *new_ctx(struct ab_llm_model *m, int n_ctx, int threads)
+{
+	struct ab_llm_ctx *c = NULL;
+	char err[256] = "";
+	cr_assert_eq(ab_llm_ctx_new(m, n_ctx, threads, &c, err, sizeof(err)), 0, "%s", err);
+	return c;
+}
+
+static int argmax(const float *l, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (l[i] > l[b])
+			b = i;
+	return b;
+}
+
+static float *read_f32(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "open %s", path);
+	fseek(f, 0, SEEK_END);
+	long sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	float *v = ab_xmalloc((size_t)sz);
+	cr_assert_eq(fread(v, 1, (size_t)sz, f), (size_t)sz);
+	fclose(f);
+	*n = (size_t)sz / sizeof(float);
+	return v;
+}
+
+struct diff {
+	double max_abs, rel_l2;
+};
+
+static struct diff compare(const float *a, const float *ref, size_t n)
+{
+	double d2 = 0, r2 = 0, mx = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)a[i] - (double)ref[i];
+		d2 += d * d;
+		r2 += (double)ref[i] * ref[i];
+		if (fabs(d) > mx)
+			mx = fabs(d);
+	}
+	return (struct diff){mx, r2 > 0 ? sqrt(d2 / r2) : sqrt(d2)};
+}
+
+/* ---- (a) the acceptance text ---- */
+
+Test(model, stories260K_bin_greedy_story, .timeout = 120)
+{
+	static const char want[] =
+		"Once upon a time, there was a little girl named Lily. She loved to play "
+		"outside in the park. One day, she saw a big, red ball. She wanted to play with "
+		"it, but it was too high.";
+	char *bin = shared("models/stories260K.bin");
+	shared("models/tok512.bin");
+	struct ab_llm_model *m = load(bin, NULL); /* tok512.bin found next to it */
+	const struct ab_tok *tok = ab_llm_model_tok(m);
+	const struct ab_llm_hparams *hp = ab_llm_model_hparams(m);
+	cr_assert_eq(hp->n_vocab, 512);
+	cr_assert_eq(hp->n_layer, 5);
+	cr_assert_eq(hp->n_head_kv, 4);
+	cr_assert_null(ab_llm_model_gguf(m));
+	struct ab_llm_ctx *c = new_ctx(m, 0, 0);
+	cr_assert_geq(ab_llm_ctx_n_ctx(c), 128);
+	float *logits = ab_xmalloc((size_t)hp->n_vocab * sizeof(float));
+	int32_t id = ab_tok_bos(tok);
+	cr_assert_eq(id, 1);
+	struct ab_buf text = {0};
+	double t0 = ab_now_ms_f();
+	int n_gen = 0;
+	while (text.len < sizeof(want) - 1 && n_gen < 200) {
+		cr_assert_eq(ab_llm_eval(c, &id, 1, logits, NULL), 0);
+		id = argmax(logits, hp->n_vocab);
+		n_gen++;
+		if (ab_tok_is_eog(tok, id))
+			break;
+		char piece[64];
+		int k = ab_tok_piece(tok, id, false, piece, sizeof(piece));
+		const char *p = piece;
+		if (text.len == 0 && k > 0 && p[0] == ' ') {
+			p++;
+			k--;
+		}
+		ab_buf_append(&text, p, (size_t)k);
+	}
+	double ms = ab_now_ms_f() - t0;
+	fprintf(stderr, "[model] stories260K.bin greedy: %d tokens in %.1f ms (%.0f tokens/s)\n",
+		n_gen, ms, n_gen * 1000.0 / ms);
+	cr_assert(text.data && strncmp(text.data, want, sizeof(want) - 1) == 0,
+		  "greedy text:\n%s\nwanted:\n%s", text.data ? text.data : "", want);
+	ab_buf_free(&text);
+	free(logits);
+	ab_llm_ctx_free(c);
+	ab_llm_model_free(m);
+}
+
+/* ---- reference data ---- */
+
+struct ref {
+	json_t *j;
+	int32_t prompt[64];
+	int n_prompt;
+	float *logits; /* llama.cpp's last logits */
+	size_t n_logits;
+	float *hidden;
+	size_t n_hidden;
+};
+
+static void ref_load(struct ref *r, const char *model)
+{
+	char rel[256];
+	snprintf(rel, sizeof(rel), "models/reference/%s.expected.json", model);
+	json_error_t je;
+	r->j = json_load_file(shared(rel), 0, &je);
+	cr_assert_not_null(r->j, "%s: %s", rel, je.text);
+	json_t *pt = json_object_get(json_object_get(r->j, "eval"), "prompt_tokens");
+	r->n_prompt = (int)json_array_size(pt);
+	cr_assert(r->n_prompt > 0 && r->n_prompt <= 64);
+	for (int i = 0; i < r->n_prompt; i++)
+		r->prompt[i] = (int32_t)json_integer_value(json_array_get(pt, (size_t)i));
+	snprintf(rel, sizeof(rel), "models/reference/%s.logits.f32", model);
+	r->logits = read_f32(shared(rel), &r->n_logits);
+	snprintf(rel, sizeof(rel), "models/reference/%s.hidden.f32", model);
+	r->hidden = read_f32(shared(rel), &r->n_hidden);
+}
+
+static void ref_free(struct ref *r)
+{
+	json_decref(r->j);
+	free(r->logits);
+	free(r->hidden);
+}
+
+/* The hidden states the engine reports, kept by name. */
+struct hidden {
+	int n;
+	char name[64][32];
+	float *data[64];
+	int rows[64], cols[64];
+};
+
+static void hidden_cb(void *ud, const char *name, const float *data, int n_tokens, int n_embd)
+{
+	struct hidden *h = ud;
+	cr_assert_lt(h->n, 64);
+	ab_strlcpy(h->name[h->n], name, sizeof(h->name[0]));
+	size_t sz = (size_t)n_tokens * (size_t)n_embd * sizeof(float);
+	h->data[h->n] = ab_xmalloc(sz);
+	memcpy(h->data[h->n], data, sz);
+	h->rows[h->n] = n_tokens;
+	h->cols[h->n] = n_embd;
+	h->n++;
+}
+
+static void hidden_free(struct hidden *h)
+{
+	for (int i = 0; i < h->n; i++)
+		free(h->data[i]);
+}
+
+/* ---- (c) every reference model against llama.cpp ---- */
+
+struct tol {
+	double max_abs, rel_l2;
+	bool hidden;  /* compare the hidden states at 1e-5 rel L2 */
+	bool argmax_all; /* every position's argmax identical */
+};
+
+static void check_reference(const char *model, struct tol tol)
+{
+	char rel[256];
+	snprintf(rel, sizeof(rel), "models/reference/%s.gguf", model);
+	char *path = shared(rel);
+	struct ref r = {0};
+	ref_load(&r, model);
+	struct ab_llm_model *m = load(path, NULL);
+	const struct ab_llm_hparams *hp = ab_llm_model_hparams(m);
+	json_t *jm = json_object_get(r.j, "model");
+	cr_assert_eq(hp->n_vocab, json_integer_value(json_object_get(jm, "n_vocab")));
+	cr_assert_eq(hp->n_embd, json_integer_value(json_object_get(jm, "n_embd")));
+	cr_assert_eq(hp->n_head_kv, json_integer_value(json_object_get(jm, "n_head_kv")));
+	cr_assert_eq(hp->n_rot, json_integer_value(json_object_get(jm, "n_rot")));
+	cr_assert_eq(hp->tied_output, json_is_true(json_object_get(jm, "tied_output")));
+	cr_assert_eq((size_t)hp->n_vocab, r.n_logits);
+	int n_ctx = (int)json_integer_value(
+		json_object_get(json_object_get(r.j, "reference"), "n_ctx"));
+	struct ab_llm_ctx *c = new_ctx(m, n_ctx, 1);
+	struct hidden h = {0};
+	ab_llm_ctx_set_hidden_cb(c, hidden_cb, &h);
+	size_t V = (size_t)hp->n_vocab;
+	float *all = ab_xmalloc((size_t)r.n_prompt * V * sizeof(float));
+	float *logits = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(c, r.prompt, r.n_prompt, logits, all), 0);
+	ab_llm_ctx_set_hidden_cb(c, NULL, NULL);
+	cr_assert_eq(ab_llm_ctx_pos(c), r.n_prompt);
+	cr_assert_arr_eq(logits, all + (size_t)(r.n_prompt - 1) * V, V * sizeof(float));
+
+	struct diff d = compare(logits, r.logits, V);
+	json_t *ev = json_object_get(r.j, "eval");
+	json_t *apos = json_object_get(ev, "argmax_per_position");
+	int same = 0;
+	for (int i = 0; i < r.n_prompt; i++)
+		same += argmax(all + (size_t)i * V, (int)V) ==
+			json_integer_value(json_array_get(apos, (size_t)i));
+
+	/* hidden states */
+	double worst_hidden = 0;
+	const char *worst_name = "";
+	json_t *hts = json_object_get(json_object_get(ev, "hidden_states"), "tensors");
+	size_t ti;
+	json_t *t;
+	int matched = 0;
+	json_array_foreach(hts, ti, t)
+	{
+		const char *name = json_string_value(json_object_get(t, "name"));
+		size_t off = (size_t)json_integer_value(json_object_get(t, "offset_floats"));
+		int rows = (int)json_integer_value(json_array_get(json_object_get(t, "shape"), 0));
+		int cols = (int)json_integer_value(json_array_get(json_object_get(t, "shape"), 1));
+		for (int k = 0; k < h.n; k++) {
+			if (strcmp(h.name[k], name))
+				continue;
+			cr_assert_eq(h.rows[k], rows, "%s rows", name);
+			cr_assert_eq(h.cols[k], cols, "%s cols", name);
+			cr_assert_leq(off + (size_t)rows * cols, r.n_hidden);
+			struct diff hd = compare(h.data[k], r.hidden + off, (size_t)rows * cols);
+			if (hd.rel_l2 > worst_hidden) {
+				worst_hidden = hd.rel_l2;
+				worst_name = name;
+			}
+			matched++;
+			break;
+		}
+	}
+	cr_assert_eq(matched, (int)json_array_size(hts), "every hidden state reported");
+
+	/* greedy: 16 steps, compared up to the first small recorded margin */
+	json_t *gr = json_object_get(r.j, "greedy");
+	json_t *gtok = json_object_get(gr, "tokens"), *steps = json_object_get(gr, "steps");
+	int n_cmp = 0, n_same = 0;
+	for (int s = 0; s < (int)json_array_size(gtok); s++) {
+		double margin = json_number_value(
+			json_object_get(json_array_get(steps, (size_t)s), "margin"));
+		if (margin < 0.5)
+			break;
+		n_cmp++;
+	}
+	float *l2 = ab_xmalloc(V * sizeof(float));
+	memcpy(l2, logits, V * sizeof(float));
+	for (int s = 0; s < n_cmp; s++) {
+		int32_t id = argmax(l2, (int)V);
+		if (id == json_integer_value(json_array_get(gtok, (size_t)s)))
+			n_same++;
+		else
+			break;
+		cr_assert_eq(ab_llm_eval(c, &id, 1, l2, NULL), 0);
+	}
+	fprintf(stderr,
+		"[model] %-24s vs llama.cpp: last logits max abs %.3g, rel L2 %.3g; argmax %d/%d "
+		"positions; greedy %d/%d (of 16, up to margin < 0.5); hidden worst rel L2 %.3g "
+		"(%s)\n",
+		model, d.max_abs, d.rel_l2, same, r.n_prompt, n_same, n_cmp, worst_hidden,
+		worst_name);
+
+	cr_assert_leq(d.max_abs, tol.max_abs, "%s: max abs %g", model, d.max_abs);
+	cr_assert_leq(d.rel_l2, tol.rel_l2, "%s: rel L2 %g", model, d.rel_l2);
+	int ref_argmax =
+		(int)json_integer_value(json_object_get(json_object_get(ev, "last_logits"), "argmax"));
+	cr_assert_eq(argmax(logits, (int)V), ref_argmax, "%s: last argmax", model);
+	if (tol.argmax_all)
+		cr_assert_eq(same, r.n_prompt, "%s: argmax per position", model);
+	cr_assert_eq(n_same, n_cmp, "%s: greedy tokens", model);
+	if (tol.hidden)
+		cr_assert_leq(worst_hidden, 1e-5, "%s: hidden %s rel L2 %g", model, worst_name,
+			      worst_hidden);
+
+	free(l2);
+	free(all);
+	free(logits);
+	hidden_free(&h);
+	ab_llm_ctx_free(c);
+	ab_llm_model_free(m);
+	ref_free(&r);
+}
+
+static const struct tol TOL_F32 = {1e-4, 1e-5, true, true};
+static const struct tol TOL_F16 = {0.03, 2e-3, false, true};
+static const struct tol TOL_Q = {0.6, 0.05, false, false};
+
+Test(model, ref_stories260K_f32, .timeout = 120)
+{
+	check_reference("stories260K", TOL_F32);
+}
+
+Test(model, ref_stories260K_f16, .timeout = 120)
+{
+	check_reference("stories260K.f16", TOL_F16);
+}
+
+Test(model, ref_tiny_llama_q8_0, .timeout = 120)
+{
+	check_reference("tiny-llama-spm.q8_0", TOL_Q);
+}
+
+Test(model, ref_tiny_llama_q4_0, .timeout = 120)
+{
+	check_reference("tiny-llama-spm.q4_0", TOL_Q);
+}
+
+Test(model, ref_tiny_llama_q4_k_m, .timeout = 120)
+{
+	check_reference("tiny-llama-spm.q4_k_m", TOL_Q);
+}
+
+Test(model, ref_tiny_llama_q6_k, .timeout = 120)
+{
+	check_reference("tiny-llama-spm.q6_k", TOL_Q);
+}
+
+Test(model, ref_tiny_gpt2bpe_q8_0, .timeout = 120)
+{
+	check_reference("tiny-gpt2bpe.q8_0", TOL_Q);
+}
+
+/* ---- (b) llama2.c checkpoint vs its GGUF conversion ---- */
+
+Test(model, llama2c_bin_matches_gguf, .timeout = 120)
+{
+	char *bin = shared("models/stories260K.bin");
+	char *tokp = shared("models/tok512.bin");
+	char *gg = shared("models/reference/stories260K.gguf");
+	struct ref r = {0};
+	ref_load(&r, "stories260K");
+	struct ab_llm_model *ma = load(bin, tokp), *mb = load(gg, NULL);
+	const struct ab_llm_hparams *ha = ab_llm_model_hparams(ma), *hb = ab_llm_model_hparams(mb);
+	cr_assert_eq(ha->n_vocab, hb->n_vocab);
+	cr_assert_eq(ha->n_ff, hb->n_ff);
+	cr_assert_eq(ha->n_rot, hb->n_rot);
+	struct ab_llm_ctx *ca = new_ctx(ma, 128, 1), *cb = new_ctx(mb, 128, 1);
+	size_t V = (size_t)ha->n_vocab;
+	float *la = ab_xmalloc(V * sizeof(float)), *lb = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(ca, r.prompt, r.n_prompt, la, NULL), 0);
+	cr_assert_eq(ab_llm_eval(cb, r.prompt, r.n_prompt, lb, NULL), 0);
+	double worst = 0;
+	for (int s = 0; s < 16; s++) {
+		struct diff d = compare(la, lb, V);
+		if (d.max_abs > worst)
+			worst = d.max_abs;
+		cr_assert_leq(d.max_abs, 1e-5, "step %d: max abs %g", s, d.max_abs);
+		int32_t a = argmax(la, (int)V), b = argmax(lb, (int)V);
+		cr_assert_eq(a, b, "step %d", s);
+		cr_assert_eq(ab_llm_eval(ca, &a, 1, la, NULL), 0);
+		cr_assert_eq(ab_llm_eval(cb, &b, 1, lb, NULL), 0);
+	}
+	fprintf(stderr, "[model] stories260K.bin vs .gguf: 16 greedy steps identical, logits max "
+			"abs %.3g\n",
+		worst);
+	free(la);
+	free(lb);
+	ab_llm_ctx_free(ca);
+	ab_llm_ctx_free(cb);
+	ab_llm_model_free(ma);
+	ab_llm_model_free(mb);
+	ref_free(&r);
+}
+
+/* ---- (d) edges ---- */
+
+static void batch_vs_single(const char *model, int threads)
+{
+	char rel[256];
+	snprintf(rel, sizeof(rel), "models/reference/%s.gguf", model);
+	char *path = shared(rel);
+	struct ref r = {0};
+	ref_load(&r, model);
+	struct ab_llm_model *m = load(path, NULL);
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	struct ab_llm_ctx *c1 = new_ctx(m, 128, 1), *c2 = new_ctx(m, 128, threads);
+	float *all = ab_xmalloc((size_t)r.n_prompt * V * sizeof(float));
+	float *last = ab_xmalloc(V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(c1, r.prompt, r.n_prompt, last, all), 0);
+	double worst = 0;
+	for (int i = 0; i < r.n_prompt; i++) {
+		cr_assert_eq(ab_llm_eval(c2, &r.prompt[i], 1, one, NULL), 0);
+		struct diff d = compare(one, all + (size_t)i * V, V);
+		if (d.max_abs > worst)
+			worst = d.max_abs;
+		cr_assert_leq(d.max_abs, 1e-4, "%s position %d: max abs %g", model, i, d.max_abs);
+	}
+	fprintf(stderr, "[model] %s: batch vs one at a time (%d threads): max abs %.3g\n", model,
+		threads, worst);
+	free(all);
+	free(last);
+	free(one);
+	ab_llm_ctx_free(c1);
+	ab_llm_ctx_free(c2);
+	ab_llm_model_free(m);
+	ref_free(&r);
+}
+
+Test(model, batch_equals_token_by_token, .timeout = 120)
+{
+	batch_vs_single("stories260K", 1);
+	batch_vs_single("tiny-llama-spm.q4_k_m", 2);
+}
+
+Test(model, long_prompt_in_chunks, .timeout = 120)
+{
+	/* 100 tokens: more than one batch of 64; the chunked batch must agree
+	 * with a one-by-one run at every position. */
+	char *path = shared("models/reference/stories260K.gguf");
+	struct ab_llm_model *m = load(path, NULL);
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	int32_t toks[100];
+	for (int i = 0; i < 100; i++)
+		toks[i] = i == 0 ? 1 : (int32_t)((i * 97 + 13) % 500 + 3);
+	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
+	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
+		struct diff d = compare(one, all + (size_t)i * V, V);
+		cr_assert_leq(d.max_abs, 1e-4, "position %d: %g", i, d.max_abs);
+	}
+	free(all);
+	free(one);
+	ab_llm_ctx_free(c1);
+	ab_llm_ctx_free(c2);
+	ab_llm_model_free(m);
+}
+
+Test(model, past_n_ctx_is_etoobig)
+{
+	char *path = shared("models/reference/stories260K.gguf");
+	struct ab_llm_model *m = load(path, NULL);
+	struct ab_llm_ctx *c = new_ctx(m, 8, 1);
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	float *l = ab_xmalloc(V * sizeof(float)), *l2 = ab_xmalloc(V * sizeof(float));
+	int32_t t[9] = {1, 400, 300, 200, 100, 50, 60, 70, 80};
+	cr_assert_eq(ab_llm_eval(c, t, 9, l, NULL), AB_ETOOBIG);
+	cr_assert_eq(ab_llm_ctx_pos(c), 0);
+	cr_assert_eq(ab_llm_eval(c, t, 6, l, NULL), 0);
+	cr_assert_eq(ab_llm_eval(c, t + 6, 3, l2, NULL), AB_ETOOBIG);
+	cr_assert_eq(ab_llm_ctx_pos(c), 6);
+	cr_assert_eq(ab_llm_eval(c, t + 6, 2, l2, NULL), 0);
+	cr_assert_eq(ab_llm_ctx_pos(c), 8);
+	cr_assert_eq(ab_llm_eval(c, t + 8, 1, l2, NULL), AB_ETOOBIG);
+	cr_assert_eq(ab_llm_ctx_pos(c), 8);
+	/* bad ids are refused too */
+	int32_t bad = 100000;
+	ab_llm_ctx_truncate(c, 6);
+	cr_assert_eq(ab_llm_ctx_pos(c), 6);
+	cr_assert_eq(ab_llm_eval(c, &bad, 1, l2, NULL), AB_EINVAL);
+	/* truncating and re-running gives the same logits as before */
+	ab_llm_ctx_truncate(c, 0);
+	cr_assert_eq(ab_llm_eval(c, t, 6, l2, NULL), 0);
+	cr_assert_arr_eq(l, l2, V * sizeof(float));
+	free(l);
+	free(l2);
+	ab_llm_ctx_free(c);
+	ab_llm_ctx_free(NULL);
+	ab_llm_model_free(m);
+	ab_llm_model_free(NULL);
+}
+
+Test(model, memory_budget_refuses)
+{
+	char *path = shared("models/reference/tiny-llama-spm.q8_0.gguf");
+	struct ab_llm_load_opts o = {.mem_budget = 1 << 20};
+	struct ab_llm_model *m = NULL;
+	char err[256] = "";
+	int rc = ab_llm_model_load(path, &o, &m, err, sizeof(err));
+	cr_assert_eq(rc, AB_ETOOBIG, "rc %d: %s", rc, err);
+	cr_assert_null(m);
+	cr_assert(strstr(err, "needs ") && strstr(err, "MiB available"), "message: %s", err);
+	fprintf(stderr, "[model] 1 MiB budget: %s\n", err);
+	/* the same for a llama2.c checkpoint */
+	char *bin = shared("models/stories260K.bin");
+	o.mem_budget = 4096;
+	rc = ab_llm_model_load(bin, &o, &m, err, sizeof(err));
+	cr_assert_eq(rc, AB_ETOOBIG, "rc %d: %s", rc, err);
+	cr_assert(strstr(err, "MiB available"), "message: %s", err);
+	/* and a budget that fits loads */
+	o.mem_budget = 64 << 20;
+	rc = ab_llm_model_load(path, &o, &m, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	ab_llm_model_free(m);
+}
+
+static char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	fseek(f, 0, SEEK_END);
+	long sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = ab_xmalloc((size_t)sz);
+	cr_assert_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
+	fclose(f);
+	*n = (size_t)sz;
+	return b;
+}
+
+static int load_bytes(const char *data, size_t n, const char *suffix, char *err, size_t errlen)
+{
+	char tmpl[128];
+	snprintf(tmpl, sizeof(tmpl), "/tmp/ab-model-test-XXXXXX%s", suffix);
+	int fd = mkstemps(tmpl, (int)strlen(suffix));
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, data, n), (ssize_t)n);
+	close(fd);
+	struct ab_llm_model *m = NULL;
+	int rc = ab_llm_model_load(tmpl, NULL, &m, err, errlen);
+	unlink(tmpl);
+	ab_llm_model_free(m);
+	if (rc == 0)
+		cr_assert_not_null(m);
+	return rc;
+}
+
+Test(model, truncated_gguf_fails_cleanly, .timeout = 120)
+{
+	char *path = shared("models/reference/stories260K.gguf");
+	size_t n;
+	char *buf = slurp(path, &n);
+	size_t cuts[] = {0, 3, 4, 20, 100, 1000, 10000, n / 2, n - 4096, n - 1};
+	for (size_t i = 0; i < AB_ARRAY_LEN(cuts); i++) {
+		char err[512] = "";
+		int rc = load_bytes(buf, cuts[i], ".gguf", err, sizeof(err));
+		cr_assert_lt(rc, 0, "cut at %zu loaded", cuts[i]);
+		cr_assert(err[0], "cut at %zu: no message", cuts[i]);
+		if (i == AB_ARRAY_LEN(cuts) - 1)
+			fprintf(stderr, "[model] truncated GGUF: %s\n", err);
+	}
+	char err[512] = "";
+	cr_assert_eq(load_bytes(buf, n, ".gguf", err, sizeof(err)), 0, "%s", err);
+	free(buf);
+}
+
+Test(model, unsupported_architecture_is_named)
+{
+	struct ab_gguf_writer *w = ab_gguf_writer_new();
+	ab_gguf_set_str(w, "general.architecture", "gpt2");
+	float v[32] = {0};
+	int64_t ne[2] = {32, 1};
+	ab_gguf_add_tensor(w, "token_embd.weight", AB_TYPE_F32, 2, ne, v, sizeof(v));
+	void *buf = NULL;
+	size_t len = 0;
+	cr_assert_eq(ab_gguf_write_mem(w, &buf, &len), 0);
+	ab_gguf_writer_free(w);
+	char err[512] = "";
+	int rc = load_bytes(buf, len, ".gguf", err, sizeof(err));
+	free(buf);
+	cr_assert_lt(rc, 0);
+	cr_assert(strstr(err, "architecture gpt2 is not supported (llama, mistral, qwen2 are)"),
+		  "message: %s", err);
+}
+
+Test(model, missing_file_and_junk)
+{
+	struct ab_llm_model *m = NULL;
+	char err[512] = "";
+	cr_assert_lt(ab_llm_model_load("/nonexistent/x.gguf", NULL, &m, err, sizeof(err)), 0);
+	cr_assert(err[0]);
+	cr_assert_lt(load_bytes("hello world, not a model", 24, ".txt", err, sizeof(err)), 0);
+	cr_assert(strstr(err, "neither"), "%s", err);
+	/* a llama2.c .bin that is junk */
+	char junk[64];
+	memset(junk, 0xff, sizeof(junk));
+	err[0] = '\0';
+	cr_assert_lt(load_bytes(junk, sizeof(junk), ".bin", err, sizeof(err)), 0);
+	cr_assert(err[0]);
+}
+
+/* ---- synthetic models against tests/python/llm_reference.py ---- */
+
+static uint64_t lcg_state;
+
+static float frand(float lo, float hi)
+{
+	lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
+	double u = (double)(lcg_state >> 11) * 0x1.0p-53;
+	return lo + (float)u * (hi - lo);
+}
+
+static void add_f32(struct ab_gguf_writer *w, const char *name, int64_t n, float lo, float hi)
+{
+	float *v = ab_xmalloc((size_t)n * sizeof(float));
+	for (int64_t i = 0; i < n; i++)
+		v[i] = frand(lo, hi);
+	int64_t ne[1] = {n};
+	cr_assert_eq(ab_gguf_add_tensor(w, name, AB_TYPE_F32, 1, ne, v, (size_t)n * sizeof(float)),
+		     0);
+	free(v);
+}
+
+static void add_mat(struct ab_gguf_writer *w, const char *name, uint32_t type, int64_t cols,
+		    int64_t rows, float scale)
+{
+	float *v = ab_xmalloc((size_t)(cols * rows) * sizeof(float));
+	for (int64_t i = 0; i < cols * rows; i++)
+		v[i] = frand(-scale, scale);
+	size_t nb = ab_type_row_bytes(type, cols) * (size_t)rows;
+	void *q = ab_xmalloc(nb);
+	cr_assert_eq(ab_quantize(type, v, q, cols * rows), 0);
+	int64_t ne[2] = {cols, rows};
+	cr_assert_eq(ab_gguf_add_tensor(w, name, type, 2, ne, q, nb), 0);
+	free(q);
+	free(v);
+}
+
+/* A 2-layer model: n_embd 64, 4 heads / 2 kv heads, n_ff 96, 48 tokens. */
+static void *synth(const char *arch, uint32_t type, bool tied, size_t *len)
+{
+	enum { E = 64, F = 96, H = 4, HKV = 2, V = 48, NL = 2 };
+	lcg_state = 12345 + type;
+	struct ab_gguf_writer *w = ab_gguf_writer_new();
+	char k[128];
+	ab_gguf_set_str(w, "general.architecture", arch);
+	ab_gguf_set_str(w, "general.name", "synthetic");
+#define KEY(s) (snprintf(k, sizeof(k), "%s.%s", arch, s), k)
+	ab_gguf_set_u32(w, KEY("embedding_length"), E);
+	ab_gguf_set_u32(w, KEY("block_count"), NL);
+	ab_gguf_set_u32(w, KEY("feed_forward_length"), F);
+	ab_gguf_set_u32(w, KEY("attention.head_count"), H);
+	ab_gguf_set_u32(w, KEY("attention.head_count_kv"), HKV);
+	ab_gguf_set_u32(w, KEY("context_length"), 64);
+	ab_gguf_set_f32(w, KEY("rope.freq_base"), 500.0f);
+	ab_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
+#undef KEY
+	char *toks[V];
+	float scores[V];
+	int32_t types[V];
+	for (int i = 0; i < V; i++) {
+		toks[i] = i == 0 ? ab_xstrdup("<unk>") : i == 1 ? ab_xstrdup("<s>")
+				  : i == 2 ? ab_xstrdup("</s>") : ab_xasprintf("t%d", i);
+		scores[i] = -(float)i;
+		types[i] = i == 0 ? 2 : i < 3 ? 3 : 1;
+	}
+	ab_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+	ab_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, V);
+	ab_gguf_set_arr_f32(w, "tokenizer.ggml.scores", scores, V);
+	ab_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, V);
+	ab_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+	ab_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+	for (int i = 0; i < V; i++)
+		free(toks[i]);
+	add_mat(w, "token_embd.weight", type, E, V, 0.8f);
+	add_f32(w, "output_norm.weight", E, 2.0f, 3.0f);
+	if (!tied)
+		add_mat(w, "output.weight", type, E, V, 0.2f);
+	bool bias = !strcmp(arch, "qwen2");
+	for (int il = 0; il < NL; il++) {
+		char n[64];
+#define T(s) (snprintf(n, sizeof(n), "blk.%d.%s", il, s), n)
+		add_f32(w, T("attn_norm.weight"), E, 0.8f, 1.2f);
+		add_f32(w, T("ffn_norm.weight"), E, 0.8f, 1.2f);
+		add_mat(w, T("attn_q.weight"), type, E, E, 0.3f);
+		add_mat(w, T("attn_k.weight"), type, E, E / H * HKV, 0.3f);
+		add_mat(w, T("attn_v.weight"), type, E, E / H * HKV, 0.3f);
+		add_mat(w, T("attn_output.weight"), type, E, E, 0.2f);
+		add_mat(w, T("ffn_gate.weight"), type, E, F, 0.2f);
+		add_mat(w, T("ffn_up.weight"), type, E, F, 0.2f);
+		add_mat(w, T("ffn_down.weight"), type, F, E, 0.2f);
+		if (bias) {
+			add_f32(w, T("attn_q.bias"), E, -0.5f, 0.5f);
+			add_f32(w, T("attn_k.bias"), E / H * HKV, -0.5f, 0.5f);
+			add_f32(w, T("attn_v.bias"), E / H * HKV, -0.5f, 0.5f);
+		}
+#undef T
+	}
+	void *buf = NULL;
+	cr_assert_eq(ab_gguf_write_mem(w, &buf, len), 0);
+	ab_gguf_writer_free(w);
+	return buf;
+}
+
+static void check_synthetic(const char *arch, uint32_t type, bool tied, double tol)
+{
+	if (system("python3 -c '' 2>/dev/null") != 0)
+		cr_skip_test("python3 is not installed: no reference forward pass");
+	size_t len;
+	void *buf = synth(arch, type, tied, &len);
+	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
+	int fd = mkstemps(path, 5);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+	struct ab_llm_model *m = load(path, NULL);
+	const struct ab_llm_hparams *hp = ab_llm_model_hparams(m);
+	cr_assert_eq(hp->qkv_bias, !strcmp(arch, "qwen2"));
+	cr_assert_eq(hp->tied_output, tied);
+	cr_assert_eq(hp->file_type, type);
+	int32_t toks[] = {1, 7, 30, 12, 45, 3, 19};
+	int n = (int)AB_ARRAY_LEN(toks);
+	struct ab_llm_ctx *c = new_ctx(m, 0, 1);
+	float logits[48];
+	cr_assert_eq(ab_llm_eval(c, toks, n, logits, NULL), 0);
+
+	char cmd[1024];
+	int off = snprintf(cmd, sizeof(cmd), "python3 %s/tests/python/llm_reference.py %s %s",
+			   AB_SOURCE_ROOT, type == AB_TYPE_F32 ? "" : "--ggml-rounding", path);
+	for (int i = 0; i < n; i++)
+		off += snprintf(cmd + off, sizeof(cmd) - (size_t)off, " %d", toks[i]);
+	FILE *p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	float ref[48];
+	int got = 0;
+	double v;
+	while (got < 48 && fscanf(p, "%lf", &v) == 1)
+		ref[got++] = (float)v;
+	int st = pclose(p);
+	unlink(path);
+	cr_assert_eq(st, 0, "%s failed", cmd);
+	cr_assert_eq(got, 48);
+	struct diff d = compare(logits, ref, 48);
+	const struct ab_type_info *ti = ab_type_get(type);
+	fprintf(stderr, "[model] synthetic %s %s%s vs float64 python: max abs %.3g, rel L2 %.3g\n",
+		arch, ti->name, tied ? " tied" : "", d.max_abs, d.rel_l2);
+	cr_assert_leq(d.rel_l2, tol, "%s %s: rel L2 %g", arch, ti->name, d.rel_l2);
+	cr_assert_eq(argmax(logits, 48), argmax(ref, 48));
+	ab_llm_ctx_free(c);
+	ab_llm_model_free(m);
+}
+
+Test(model, synthetic_llama_f32, .timeout = 120)
+{
+	check_synthetic("llama", AB_TYPE_F32, false, 1e-5);
+}
+
+Test(model, synthetic_qwen2_f32_biases_neox, .timeout = 120)
+{
+	check_synthetic("qwen2", AB_TYPE_F32, true, 1e-5);
+}
+
+Test(model, synthetic_mistral_f16, .timeout = 120)
+{
+	/* 1e-4 measured: the float16 products keep some float32 noise */
+	check_synthetic("mistral", AB_TYPE_F16, true, 5e-4);
+}
+
+Test(model, synthetic_llama_q8_0, .timeout = 120)
+{
+	check_synthetic("llama", AB_TYPE_Q8_0, false, 1e-3);
+}
+
+Test(model, synthetic_qwen2_q4_0, .timeout = 120)
+{
+	check_synthetic("qwen2", AB_TYPE_Q4_0, true, 1e-3);
+}

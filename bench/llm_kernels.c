@@ -1,0 +1,80 @@
+/*
+ * llm_kernels.c - micro-benchmark of the engine's matmul kernels
+ * (src/llm/quant.c): an R x C weight matrix of each type times T
+ * activation rows, with 1 and 2 threads, reporting ms per call, GFLOP/s
+ * (2*R*C*T) and the effective weight bandwidth (weight bytes / time,
+ * the figure that bounds generation at T = 1). Not built by meson;
+ * build it by hand against a build directory, e.g.
+ *
+ *   ninja -C /tmp/b-quant libabllm.a libabcore.a
+ *   cc -O2 -Isrc/llm -Isrc/core bench/llm_kernels.c /tmp/b-quant/libabllm.a \
+ *      /tmp/b-quant/libabcore.a -lutf8proc -lpthread -lm -o /tmp/llm_kernels
+ *   /tmp/llm_kernels [R C]          (default 5632 2048, TinyLlama's FFN)
+ *
+ * AB_FORCE_SCALAR=1 in the environment measures the scalar kernels.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "quant.h"
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+	int64_t R = argc > 2 ? atoll(argv[1]) : 5632, C = argc > 2 ? atoll(argv[2]) : 2048;
+	const char *fs = getenv("AB_FORCE_SCALAR");
+	ab_quant_force_scalar(fs && *fs == '1');
+	static const uint32_t types[] = {AB_TYPE_Q4_0, AB_TYPE_Q8_0, AB_TYPE_Q4_K, AB_TYPE_Q6_K,
+					 AB_TYPE_F16, AB_TYPE_F32};
+	static const int64_t Ts[] = {1, 128};
+	float *wf = ab_xmalloc((size_t)(R * C) * sizeof(float));
+	uint64_t s = 88172645463325252ull;
+	for (int64_t i = 0; i < R * C; i++) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		wf[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+	}
+	float *X = ab_xmalloc((size_t)(128 * C) * sizeof(float));
+	for (int64_t i = 0; i < 128 * C; i++)
+		X[i] = wf[i % (R * C)] * 3.0f;
+	float *Y = ab_xmalloc((size_t)(128 * R) * sizeof(float));
+	printf("backend %s, W %ld x %ld\n", ab_quant_backend(), (long)R, (long)C);
+	printf("%-5s %4s %3s %9s %9s %9s %12s\n", "type", "T", "thr", "ms/call", "GFLOP/s", "GB/s(W)",
+	       "rows/s");
+	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+		size_t wb = ab_type_row_bytes(types[ti], C) * (size_t)R;
+		void *W = ab_xmalloc(wb);
+		ab_quantize(types[ti], wf, W, R * C);
+		for (size_t k = 0; k < 2; k++)
+			for (int nt = 1; nt <= 2; nt++) {
+				struct ab_pool *p = ab_pool_new(nt);
+				int64_t T = Ts[k];
+				ab_matmul(W, types[ti], R, C, X, T, Y, p); /* warm up */
+				int iters = 0;
+				double t0 = now(), dt;
+				do {
+					ab_matmul(W, types[ti], R, C, X, T, Y, p);
+					iters++;
+					dt = now() - t0;
+				} while (dt < 0.5 || iters < 3);
+				dt /= iters;
+				printf("%-5s %4ld %3d %9.3f %9.2f %9.2f %12.0f\n", ab_type_get(types[ti])->name,
+				       (long)T, nt, dt * 1e3, 2.0 * (double)(R * C * T) / dt * 1e-9,
+				       (double)wb / dt * 1e-9, (double)R / dt);
+				ab_pool_free(p);
+			}
+		free(W);
+	}
+	free(wf);
+	free(X);
+	free(Y);
+	return 0;
+}
