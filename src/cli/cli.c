@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include "catalog.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -133,4 +134,16 @@ int ab_cli_int(const char *cmd, const char *opt, const char *v, long long min, l
 	fprintf(stderr, "autobot %s: %s: expected an integer from %lld to %lld, got \"%s\"\n",
 		cmd, opt, min, max, v);
 	return -1;
+}
+
+void ab_cli_model_dirs(const struct ab_config *cfg, char **models_dir, char **ollama_dir)
+{
+	if (cfg->llm.models_dir && *cfg->llm.models_dir)
+		*models_dir = ab_xstrdup(cfg->llm.models_dir);
+	else
+		*models_dir = ab_xasprintf("%s/models", cfg->state_dir);
+	if (cfg->llm.ollama_dir && *cfg->llm.ollama_dir)
+		*ollama_dir = ab_xstrdup(cfg->llm.ollama_dir);
+	else
+		*ollama_dir = ab_catalog_default_ollama_dir();
 }

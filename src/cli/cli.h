@@ -54,6 +54,11 @@ int ab_cli_parse(int argc, char **argv, const char *cmd, struct ab_cli_common *c
 int ab_cli_int(const char *cmd, const char *opt, const char *v, long long min, long long max,
 	       long long *out);
 
+/* The models folder (llm.models_dir, else <state_dir>/models) and the
+ * Ollama store (llm.ollama_dir, else the default one, or NULL) that model
+ * names are looked up in. Caller frees both. */
+void ab_cli_model_dirs(const struct ab_config *cfg, char **models_dir, char **ollama_dir);
+
 int ab_cmd_up(int argc, char **argv);
 int ab_cmd_serve(int argc, char **argv);
 int ab_cmd_health(int argc, char **argv);

@@ -23,6 +23,7 @@
  * same file.
  */
 #include "cli.h"
+#include "catalog.h"
 
 #include "common.h"
 #include "llm/gguf.h"
@@ -878,6 +879,67 @@ out:
 	return code;
 }
 
+/* ---- list ---- */
+
+static void usage_list(FILE *f)
+{
+	fprintf(f,
+		"usage: autobot model list [--json] [options]\n"
+		"\n"
+		"Lists the models `autobot run`, the llm role and `autobot chat` can use by\n"
+		"name: .gguf files and llama2.c checkpoints in llm.models_dir (default\n"
+		"<state_dir>/models) and the models of an Ollama store (llm.ollama_dir,\n"
+		"default $OLLAMA_MODELS or ~/.ollama/models).\n"
+		"\noptions:\n%s"
+		"  --json             one JSON object\n"
+		"  -h, --help         this text\n",
+		ab_cli_common_help);
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	struct ab_cli_common co = {0};
+	bool json = false;
+	const struct ab_cli_opt opts[] = {{"--json", &json, NULL}, {NULL, NULL, NULL}};
+	int pr = ab_cli_parse(argc, argv, "model list", &co, opts, NULL, 0, NULL, usage_list);
+	if (pr != 0)
+		return pr > 0 ? 0 : AB_EXIT_USAGE;
+	struct ab_config *cfg = ab_cli_load_config(&co);
+	if (!cfg)
+		return 1;
+	char *mdir = NULL, *odir = NULL;
+	ab_cli_model_dirs(cfg, &mdir, &odir);
+	struct ab_model_entry *e = NULL;
+	size_t n = 0;
+	ab_catalog_scan(mdir, odir, &e, &n);
+	if (json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I}", "name", e[i].name,
+							     "path", e[i].path, "source", e[i].source,
+							     "digest", e[i].digest, "size",
+							     (json_int_t)e[i].size));
+		json_t *o = json_pack("{s:s,s:s?,s:o}", "models_dir", mdir, "ollama_dir", odir,
+				      "models", arr);
+		char *s = json_dumps(o, JSON_COMPACT);
+		printf("%s\n", s);
+		free(s);
+		json_decref(o);
+	} else {
+		printf("%-32s %10s  %-10s %s\n", "NAME", "SIZE", "SOURCE", "PATH");
+		for (size_t i = 0; i < n; i++)
+			printf("%-32s %9.1fM  %-10s %s\n", e[i].name, (double)e[i].size / 1048576.0,
+			       e[i].source, e[i].path);
+		fprintf(stderr, "%zu models (models folder %s%s%s)\n", n, mdir,
+			odir ? ", ollama store " : "", odir ? odir : "");
+	}
+	ab_catalog_free(e, n);
+	free(mdir);
+	free(odir);
+	ab_config_free(cfg);
+	return 0;
+}
+
 /* ---- dispatch ---- */
 
 static void usage_model(FILE *f)
@@ -890,7 +952,7 @@ static void usage_model(FILE *f)
 		   "                     a llama2.c checkpoint to GGUF\n"
 		   "  synth ... -o OUT.gguf\n"
 		   "                     a random-weight llama model of any shape and type\n"
-		   "  list               the models AutoBot knows (not built yet)\n"
+		   "  list               the models of the models folder and the Ollama store\n"
 		   "\n"
 		   "`autobot model COMMAND --help` describes each.\n");
 }
@@ -912,10 +974,8 @@ int ab_cmd_model(int argc, char **argv)
 		return cmd_convert(argc - 1, argv + 1);
 	if (!strcmp(sub, "synth"))
 		return cmd_synth(argc - 1, argv + 1);
-	if (!strcmp(sub, "list")) {
-		fprintf(stderr, "autobot model list: not built yet\n");
-		return 1;
-	}
+	if (!strcmp(sub, "list"))
+		return cmd_list(argc - 1, argv + 1);
 	fprintf(stderr, "autobot model: unknown command %s\n", sub);
 	usage_model(stderr);
 	return AB_EXIT_USAGE;

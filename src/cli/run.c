@@ -21,6 +21,7 @@
  * time, prompt and generation speed) go to stderr so stdout is the text.
  */
 #include "cli.h"
+#include "catalog.h"
 
 #include "llm/chat.h"
 #include "llm/model.h"
@@ -359,13 +360,26 @@ int ab_cmd_run(int argc, char **argv)
 		return AB_EXIT_USAGE;
 
 	const char *path = pos[0];
+	char *resolved = NULL;
 	struct stat st;
 	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr,
-			"autobot run: no model file %s (model names come with `autobot model "
-			"list`, not built yet)\n",
-			path);
-		return 1;
+		/* a name from `autobot model list` */
+		struct ab_config *cfg = ab_cli_load_config(&co);
+		if (!cfg)
+			return 1;
+		char *mdir = NULL, *odir = NULL;
+		ab_cli_model_dirs(cfg, &mdir, &odir);
+		resolved = ab_catalog_resolve(path, mdir, odir);
+		free(mdir);
+		free(odir);
+		ab_config_free(cfg);
+		if (!resolved) {
+			fprintf(stderr,
+				"autobot run: no model file or model named %s (see autobot model list)\n",
+				path);
+			return 1;
+		}
+		path = resolved;
 	}
 
 	char err[512];
@@ -375,8 +389,11 @@ int ab_cmd_run(int argc, char **argv)
 	int rc = ab_llm_model_load(path, &lo, &r.m, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "autobot run: %s: %s\n", path, err);
+		free(resolved);
 		return 1;
 	}
+	free(resolved); /* path is not used after loading */
+	path = NULL;
 	if (ab_llm_ctx_new(r.m, (int)n_ctx, (int)threads, &r.ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "autobot run: %s\n", err);
 		ab_llm_model_free(r.m);

@@ -1010,7 +1010,7 @@ static void run_proxy(struct llm_state *st, struct job *j)
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
 	h = curl_slist_append(h, "Content-Type: application/json");
-	const char *key = st->svc->cfg->llm.api_key;
+	const char *key = st->svc->cfg->llm.api_key; /* any provider: Ollama behind a proxy may want one */
 	char *auth = NULL;
 	if (key && *key) {
 		auth = ab_xasprintf("Authorization: Bearer %s", key);

@@ -223,3 +223,83 @@ def test_real_clients_ollama_js_and_openai(llm):
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all client checks passed" in r.stdout
+
+
+def fake_ollama_store(root, name="stories"):
+    """An Ollama model store as Ollama lays it out: a manifest naming a blob."""
+    import hashlib
+    src = shared_path("models", "reference", "stories260K.gguf")
+    digest = hashlib.sha256(open(src, "rb").read()).hexdigest()
+    os.makedirs(os.path.join(root, "blobs"))
+    os.symlink(src, os.path.join(root, "blobs", "sha256-" + digest))
+    mdir = os.path.join(root, "manifests", "registry.ollama.ai", "library", name)
+    os.makedirs(mdir)
+    with open(os.path.join(mdir, "latest"), "w") as f:
+        json.dump({"schemaVersion": 2, "layers": [
+            {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + digest,
+             "size": os.path.getsize(src)}]}, f)
+
+
+def test_ollama_store_by_name(tmpdir_ab):
+    from conftest import run_cli
+    store = os.path.join(tmpdir_ab, "ollama")
+    fake_ollama_store(store)
+    args = ["--state-dir", os.path.join(tmpdir_ab, "st"), "--set", "llm.ollama_dir=" + store]
+    r = run_cli("model", "list", "--json", *args)
+    assert r.returncode == 0, r.stderr
+    names = [m["name"] for m in json.loads(r.stdout)["models"]]
+    assert names == ["stories:latest"]
+    r = run_cli("run", "stories", "Once upon a time", "--num-predict", "12",
+                "--temperature", "0", *args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(", there was a little girl"), r.stdout
+    r = run_cli("run", "no-such-model", "x", *args)
+    assert r.returncode == 1 and "model list" in r.stderr
+
+
+def test_models_within_max_loaded(tmpdir_ab, redis):
+    models = os.path.join(tmpdir_ab, "models")
+    os.makedirs(models)
+    os.symlink(shared_path("models", "reference", "stories260K.gguf"),
+               os.path.join(models, "a.gguf"))
+    os.symlink(shared_path("models", "reference", "stories260K.f16.gguf"),
+               os.path.join(models, "b.gguf"))
+    svc = Serve(os.path.join(tmpdir_ab, "st"), redis.port, redis.password, role="llm",
+                extra=["--set", "llm.models_dir=" + models, "--set", "llm.max_loaded=1",
+                       "--set", "llm.ollama_dir=" + os.path.join(tmpdir_ab, "none")]).start()
+    try:
+        for name in ("a", "b"):
+            st, _, body = http("POST", svc.port, "/api/generate", token=svc.token, timeout=60,
+                               body={"model": name, "prompt": "Once", "stream": False,
+                                     "options": {"num_predict": 4}})
+            assert st == 200 and json.loads(body)["done"]
+            ps = http_json("GET", svc.port, "/api/ps", token=svc.token)[1]["models"]
+            assert [m["name"] for m in ps] == [name]  # the other one was unloaded
+    finally:
+        svc.stop()
+
+
+def test_provider_mode_forwards(tmpdir_ab, redis, llm):
+    """An llm role with provider ollama forwards to another server (here
+    the builtin one standing in for an Ollama box), streams included."""
+    # our builtin server wants a token: services.llm.api_key is sent upstream
+    proxy = Serve(os.path.join(tmpdir_ab, "st2"), redis.port, redis.password, role="llm",
+                  extra=["--set", "services.llm.provider=ollama",
+                         "--set", "services.llm.url=http://127.0.0.1:%d" % llm.port,
+                         "--set", "services.llm.api_key=" + llm.token])
+    os.makedirs(proxy.state_dir, exist_ok=True)
+    shutil.copy(os.path.join(llm.state_dir, "admin.token"), proxy.state_dir)
+    proxy.start()
+    try:
+        st, body = http_json("GET", proxy.port, "/api/tags", token=llm.token)
+        assert st == 200 and "models" in body and body["models"][0]["name"] == MODEL, body
+        st, hd, raw = http("POST", proxy.port, "/api/generate", token=llm.token, timeout=60,
+                           body={"model": MODEL, "prompt": "Once upon a time",
+                                 "options": {"temperature": 0, "num_predict": 12}})
+        lines = ndjson(raw)
+        assert len(lines) > 3 and lines[-1]["done"]
+        direct = json.loads(gen(llm, stream=False, options={"temperature": 0,
+                                                              "num_predict": 12})[2])
+        assert "".join(l.get("response", "") for l in lines) == direct["response"]
+    finally:
+        proxy.stop()
