@@ -238,6 +238,14 @@ int ab_cmd_up(int argc, char **argv)
 		if (!sc->enabled || !is_local(sc->host))
 			continue;
 		int rc = port_free(sc->host, sc->port);
+		if (rc < 0 && role != AB_ROLE_COORDINATOR) {
+			/* e.g. an Ollama already on 11434: use that, start no llm */
+			ab_log(AB_LOG_WARN,
+			       "%s:%d is in use (%s); not starting the %s role (set services.%s.port "
+			       "to run ours elsewhere)",
+			       sc->host, sc->port, ab_strerror(rc), *name, *name);
+			continue;
+		}
 		if (rc < 0) {
 			fprintf(stderr, "autobot up: cannot use %s:%d for %s: %s (set services.%s.port)\n",
 				sc->host, sc->port, *name, ab_strerror(rc), *name);

@@ -144,7 +144,7 @@ static const struct key keys[] = {
 		 "true when the redis host is a loopback address)"},
 	SVC_BASE("ai", AB_ROLE_AI, 8080, "false"),
 	SVC_BASE("browser", AB_ROLE_BROWSER, 3000, "false"),
-	SVC_BASE("llm", AB_ROLE_LLM, 11434, "false"),
+	SVC_BASE("llm", AB_ROLE_LLM, 11434, "true"),
 	{.path = "services.llm.provider", .type = T_NAME, .off = OFF(llm.provider),
 	 .def = "builtin", .role = AB_ROLE_LLM, .check = check_provider,
 	 .help = "builtin (AutoBot's engine), ollama or openai (forward to services.llm.url)"},

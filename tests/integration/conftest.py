@@ -207,9 +207,11 @@ class Up:
         self.state_dir = state_dir
         self.port = free_port()
         self.redis_port = free_port()
+        self.llm_port = free_port()
         self.args = [AUTOBOT, "up", "--state-dir", state_dir,
                      "--set", "services.coordinator.port=%d" % self.port,
-                     "--set", "services.redis.port=%d" % self.redis_port] + (extra or [])
+                     "--set", "services.redis.port=%d" % self.redis_port,
+                     "--set", "services.llm.port=%d" % self.llm_port] + (extra or [])
         self.proc = None
         self.out = []
         self.lines = threading.Event()
@@ -233,6 +235,13 @@ class Up:
     def token(self):
         with open(os.path.join(self.state_dir, "admin.token")) as f:
             return f.read().strip()
+
+    def cli_args(self):
+        """Flags that point a CLI command at this cluster."""
+        return ["--state-dir", self.state_dir,
+                "--set", "services.coordinator.port=%d" % self.port,
+                "--set", "services.redis.port=%d" % self.redis_port,
+                "--set", "services.llm.port=%d" % self.llm_port]
 
     def children(self):
         """pids whose parent is the `up` process."""

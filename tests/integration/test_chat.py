@@ -20,7 +20,6 @@ def cluster(tmpdir_ab):
     os.symlink(shared_path("models", "tok512.bin"), os.path.join(models, "tok512.bin"))
     u = Up(os.path.join(tmpdir_ab, "state"), extra=[
         "--set", "services.llm.enabled=true",
-        "--set", "services.llm.port=%d" % free_port(),
         "--set", "services.llm.model=stories260K",
         "--set", "llm.models_dir=" + models,
         "--set", "llm.ollama_dir=" + os.path.join(tmpdir_ab, "none")]).start()
@@ -125,8 +124,7 @@ def test_chat_errors(cluster):
 
 
 def test_chat_cli(cluster):
-    args = ["--state-dir", cluster.state_dir,
-            "--set", "services.coordinator.port=%d" % cluster.port]
+    args = cluster.cli_args()
     r = run_cli("chat", "Tell me a story", *args, timeout=60)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip()) > 0

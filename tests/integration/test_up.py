@@ -145,11 +145,8 @@ def test_health_cli_exit_codes(tmpdir_ab, redis):
               "services.redis.port=%d" % redis.port for a in u.args]
     u.start()
     try:
-        assert len(u.children()) == 1  # only the coordinator: redis is external
-        args = ["--state-dir", u.state_dir,
-                "--set", "services.coordinator.port=%d" % u.port,
-                "--set", "services.redis.port=%d" % redis.port,
-                "--set", "services.redis.password=" + redis.password]
+        assert len(u.children()) == 2  # coordinator and llm: redis is external
+        args = u.cli_args() + ["--set", "services.redis.password=" + redis.password]
         r = run_cli("health", *args)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "redis" in r.stdout and "coordinator" in r.stdout
@@ -186,9 +183,7 @@ def test_supervisor_restarts_redis(up):
     assert pid
     os.kill(pid, signal.SIGKILL)
     assert wait_for(lambda: up.child_pid("redis-server") not in (None, pid), 10)
-    args = ["--state-dir", up.state_dir,
-            "--set", "services.coordinator.port=%d" % up.port,
-            "--set", "services.redis.port=%d" % up.redis_port]
+    args = up.cli_args()
     assert wait_for(lambda: run_cli("health", *args).returncode == 0, 20), "no recovery"
     assert any("redis" in l and "restarting" in l for l in up.out)
     # AOF on: the token minted before the kill survives it
@@ -217,7 +212,7 @@ def test_logs_prefixed_and_secret_free(up):
 def test_ctrl_c_leaves_nothing(tmpdir_ab):
     u = Up(os.path.join(tmpdir_ab, "state")).start()
     kids = u.children()
-    assert len(kids) == 2
+    assert len(kids) == 3  # redis, coordinator, llm
     rc = u.interrupt()
     assert rc == 0
     for k in kids:

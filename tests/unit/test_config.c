@@ -105,7 +105,7 @@ static void check_defaults(const struct ab_config *cfg)
 	for (int r = 0; r < AB_ROLE__COUNT; r++) {
 		cr_assert_str_eq(cfg->services[r].host, "127.0.0.1");
 		cr_assert_eq(cfg->services[r].port, ab_role_default_port((enum ab_role)r));
-		bool on = r == AB_ROLE_COORDINATOR || r == AB_ROLE_REDIS;
+		bool on = r == AB_ROLE_COORDINATOR || r == AB_ROLE_REDIS || r == AB_ROLE_LLM;
 		cr_assert_eq(cfg->services[r].enabled, on, "role %d", r);
 	}
 	cr_assert(cfg->services[AB_ROLE_REDIS].managed);
@@ -254,7 +254,8 @@ Test(config, file_defaults)
 	/* an empty file, and a file listing services without settings */
 	cr_assert_eq(load_yaml("", NULL, &cfg), 0, "%s", errbuf);
 	cr_assert(cfg->services[AB_ROLE_COORDINATOR].enabled);
-	cr_assert_not(cfg->services[AB_ROLE_LLM].enabled);
+	cr_assert(cfg->services[AB_ROLE_LLM].enabled, "built roles run by default");
+	cr_assert_not(cfg->services[AB_ROLE_NPU].enabled);
 	ab_config_free(cfg);
 	cr_assert_eq(load_yaml("services:\n  llm:\n  npu: {}\n  redis: {host: 10.1.1.1}\n"
 			       "security: {cors_origins: ~}\nhosts:\n", NULL, &cfg),
