@@ -1394,6 +1394,30 @@ static bool resolve(struct ab_http_req *req, struct llm_state *st, struct job *j
 	return true;
 }
 
+/* The end of every generation handler: 400 for what is wrong, 404 for an
+ * unknown model, else the stream and the queue. Takes j. */
+static void admit(struct ab_http_req *req, struct llm_state *st, struct job *j, const char *why)
+{
+	if (why) {
+		reply_err(req, is_oai(j), 400, why);
+		job_free(j);
+		return;
+	}
+	if (!resolve(req, st, j)) {
+		job_free(j);
+		return;
+	}
+	submit(req, st, j);
+}
+
+static const char *keep_alive_field(struct job *j, json_t *b)
+{
+	json_t *v = json_object_get(b, "keep_alive");
+	if (v && !json_is_null(v) && parse_keep_alive(v, &j->keep_alive_s) < 0)
+		return "keep_alive must be seconds or a duration like \"5m\"";
+	return NULL;
+}
+
 /* ---- handlers -------------------------------------------------------------- */
 
 static void h_generate(struct ab_http_req *req)
@@ -1420,18 +1444,9 @@ static void h_generate(struct ab_http_req *req)
 		why = "format (structured output) is not supported by this server yet";
 	if (!why)
 		why = ollama_options(j, json_object_get(b, "options"));
-	if (!why && (v = json_object_get(b, "keep_alive")) && parse_keep_alive(v, &j->keep_alive_s) < 0)
-		why = "keep_alive must be seconds or a duration like \"5m\"";
-	if (why) {
-		ollama_error(req, 400, "%s", why);
-		job_free(j);
-		return;
-	}
-	if (!resolve(req, st, j)) {
-		job_free(j);
-		return;
-	}
-	submit(req, st, j);
+	if (!why)
+		why = keep_alive_field(j, b);
+	admit(req, st, j, why);
 }
 
 static void h_chat(struct ab_http_req *req)
@@ -1443,7 +1458,6 @@ static void h_chat(struct ab_http_req *req)
 	}
 	json_t *b = req->json;
 	struct job *j = job_new(st, J_CHAT, json_string_value(json_object_get(b, "model")));
-	json_t *v;
 	j->stream = !json_is_false(json_object_get(b, "stream"));
 	const char *why = norm_messages(json_object_get(b, "messages"), &j->messages);
 	const char *fmt = json_string_value(json_object_get(b, "format"));
@@ -1451,24 +1465,15 @@ static void h_chat(struct ab_http_req *req)
 		why = "format (structured output) is not supported by this server yet";
 	if (!why)
 		why = ollama_options(j, json_object_get(b, "options"));
-	if (!why && (v = json_object_get(b, "keep_alive")) && parse_keep_alive(v, &j->keep_alive_s) < 0)
-		why = "keep_alive must be seconds or a duration like \"5m\"";
-	if (why) {
-		ollama_error(req, 400, "%s", why);
-		job_free(j);
-		return;
-	}
-	if (!resolve(req, st, j)) {
-		job_free(j);
-		return;
-	}
+	if (!why)
+		why = keep_alive_field(j, b);
 	/* an empty message list only loads the model, as with Ollama */
-	if (json_array_size(j->messages) == 0) {
+	if (!why && json_array_size(j->messages) == 0) {
 		j->kind = J_GENERATE;
 		json_decref(j->messages);
 		j->messages = NULL;
 	}
-	submit(req, st, j);
+	admit(req, st, j, why);
 }
 
 static void h_oai_chat(struct ab_http_req *req)
@@ -1486,16 +1491,7 @@ static void h_oai_chat(struct ab_http_req *req)
 		why = "messages must not be empty";
 	if (!why)
 		why = oai_options(j, b);
-	if (why) {
-		oai_error(req, 400, "invalid_request_error", "%s", why);
-		job_free(j);
-		return;
-	}
-	if (!resolve(req, st, j)) {
-		job_free(j);
-		return;
-	}
-	submit(req, st, j);
+	admit(req, st, j, why);
 }
 
 static void h_oai_completions(struct ab_http_req *req)
@@ -1521,16 +1517,7 @@ static void h_oai_completions(struct ab_http_req *req)
 		why = oai_options(j, b);
 	if (!why && j->num_predict < 0)
 		j->num_predict = 16; /* OpenAI's default max_tokens for completions */
-	if (why) {
-		oai_error(req, 400, "invalid_request_error", "%s", why);
-		job_free(j);
-		return;
-	}
-	if (!resolve(req, st, j)) {
-		job_free(j);
-		return;
-	}
-	submit(req, st, j);
+	admit(req, st, j, why);
 }
 
 /* Inputs of an embedding request: a string or an array of strings. */
@@ -1567,21 +1554,11 @@ static void embed_common(struct ab_http_req *req, enum job_kind kind, const char
 	struct job *j = job_new(st, kind, json_string_value(json_object_get(b, "model")));
 	j->stream = false;
 	const char *why = take_inputs(j, json_object_get(b, field));
-	json_t *v;
 	if (!why && !oai)
 		why = ollama_options(j, json_object_get(b, "options"));
-	if (!why && (v = json_object_get(b, "keep_alive")) && parse_keep_alive(v, &j->keep_alive_s) < 0)
-		why = "keep_alive must be seconds or a duration like \"5m\"";
-	if (why) {
-		reply_err(req, oai, 400, why);
-		job_free(j);
-		return;
-	}
-	if (!resolve(req, st, j)) {
-		job_free(j);
-		return;
-	}
-	submit(req, st, j);
+	if (!why)
+		why = keep_alive_field(j, b);
+	admit(req, st, j, why);
 }
 
 static void h_embed(struct ab_http_req *req)
