@@ -10,7 +10,7 @@ build_pkgs=(
   libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libcurl3-gnutls libyaml-dev
   libjansson-dev libutf8proc-dev redis-server
 )
-test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest)
+test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest python3-numpy)
 bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn python3-redis hyperfine)
 
 want=("${build_pkgs[@]}")
