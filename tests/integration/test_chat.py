@@ -129,3 +129,34 @@ def test_chat_cli(cluster):
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip()) > 0
     assert "session" in r.stderr
+
+
+def test_llm_killed_mid_answer(cluster):
+    """A killed llm worker: the answer ends with a clear error event, what
+    came before is kept, the coordinator stays up, and the supervisor
+    brings the llm back."""
+    import signal as sig
+    tok = cluster.token
+    sid = http_json("POST", cluster.port, "/api/chat/sessions", token=tok, body={})[1]["id"]
+    s = socket.create_connection(("127.0.0.1", cluster.port), timeout=20)
+    body = json.dumps({"content": "Go on", "options": {"num_predict": 100000,
+                                                        "num_ctx": 512}}).encode()
+    s.sendall(b"POST /api/chat/sessions/%s/messages HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (sid.encode(), tok.encode(), len(body), body))
+    data = b""
+    while b"event: token" not in data:
+        data += s.recv(65536)
+    pid = cluster.child_pid("serve llm")
+    assert pid
+    os.kill(pid, sig.SIGKILL)
+    s.settimeout(20)
+    while b"event: done" not in data and b"event: error" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert b"event: done" in data or b"event: error" in data, data[-300:]
+    assert http("GET", cluster.port, "/api/health")[0] == 200
+    assert wait_for(lambda: cluster.child_pid("serve llm") not in (None, pid), 10)
