@@ -812,6 +812,73 @@ static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int 
 	}
 }
 
+/* Attention's inner loops: q.k over a head and o += w * v. The AVX2 forms
+ * (chosen with the matmul kernels: ab_quant_backend() says "avx2") sum the
+ * dot product in eight FMA lanes; the scalar ones in order. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ATT_X86 1
+#define ATT_AVX2 __attribute__((target("avx2,fma")))
+
+ATT_AVX2 static float att_dot_avx2(const float *a, const float *b, int n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	__m256 v = _mm256_add_ps(s0, s1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	float d = _mm_cvtss_f32(h);
+	for (; i < n; i++)
+		d += a[i] * b[i];
+	return d;
+}
+
+ATT_AVX2 static void att_axpy_avx2(float *o, float w, const float *v, int n)
+{
+	__m256 wv = _mm256_set1_ps(w);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), _mm256_mul_ps(wv, _mm256_loadu_ps(v + i))));
+	for (; i < n; i++)
+		o[i] += w * v[i];
+}
+#else
+#define ATT_X86 0
+#endif
+
+static float att_dot(const float *a, const float *b, int n, bool simd)
+{
+#if ATT_X86
+	if (simd)
+		return att_dot_avx2(a, b, n);
+#endif
+	(void)simd;
+	float d = 0;
+	for (int i = 0; i < n; i++)
+		d += a[i] * b[i];
+	return d;
+}
+
+static void att_axpy(float *o, float w, const float *v, int n, bool simd)
+{
+#if ATT_X86
+	if (simd) {
+		att_axpy_avx2(o, w, v, n);
+		return;
+	}
+#endif
+	(void)simd;
+	for (int i = 0; i < n; i++)
+		o[i] += w * v[i];
+}
+
 struct attn_job {
 	struct ab_llm_ctx *c;
 	int layer, T, pos0;
@@ -829,6 +896,7 @@ static void attn_worker(void *ud, int ith, int nth)
 	const float *K = c->k_cache + layer_off, *V = c->v_cache + layer_off;
 	float *s = c->scores + (size_t)ith * (size_t)c->n_ctx;
 	int items = j->T * n_head;
+	bool simd = !strcmp(ab_quant_backend(), "avx2");
 	for (int it = ith; it < items; it += nth) {
 		int t = it / n_head, h = it % n_head;
 		int kvh = h / group;
@@ -837,10 +905,7 @@ static void attn_worker(void *ud, int ith, int nth)
 		float mx = -INFINITY;
 		for (int p = 0; p < n_keys; p++) {
 			const float *k = K + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-			float d = 0;
-			for (int i = 0; i < hd; i++)
-				d += q[i] * k[i];
-			s[p] = d * scale;
+			s[p] = att_dot(q, k, hd, simd) * scale;
 			if (s[p] > mx)
 				mx = s[p];
 		}
@@ -855,9 +920,7 @@ static void attn_worker(void *ud, int ith, int nth)
 			o[i] = 0;
 		for (int p = 0; p < n_keys; p++) {
 			const float *v = V + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-			float w = s[p] * inv;
-			for (int i = 0; i < hd; i++)
-				o[i] += w * v[i];
+			att_axpy(o, s[p] * inv, v, hd, simd);
 		}
 	}
 }

@@ -29,9 +29,17 @@
  * formats' integer dot products are exact, and the float accumulation is
  * done in the same order in both. For Q4_0/Q8_0 the AVX2 kernel keeps
  * eight float lanes (lane l holds the products of the bytes 4l..4l+3 of
- * each 32-value block, scaled by the block's d and added with a separate
- * multiply and add), and the scalar kernel emulates exactly those eight
- * lanes and the same final reduction. The K-quant kernels reduce each
+ * each 32-value block); blocks go by in groups of four whose scaled lane
+ * values are chained with FMA (d0*s0, then fma) and added into one
+ * accumulator a row, the weight scales of a group converted by one F16C
+ * instruction and the activation scales converted to float once per
+ * matmul; the scalar kernel emulates exactly those lanes with fmaf() and
+ * the same final reduction. Where the CPU has AVX-VNNI (checked with
+ * CPUID; AB_QUANT_NO_VNNI=1 disables it for testing) the Q4_0/Q8_0 lane
+ * sums are taken with vpdpbusd instead of vpmaddubsw + vpmaddwd: the same
+ * exact integers (for Q4_0 the nibbles are used unsigned and -8 * the
+ * lane's activation byte sum, precomputed per activation block, is the
+ * accumulator's start), so still bit-identical. The K-quant kernels reduce each
  * 256-value super-block to one integer and accumulate in a scalar float.
  * The float kernels (F32, F16, BF16) use FMA on eight lanes in AVX2 and
  * plain multiply-add in scalar, so they agree to float32 rounding only.
@@ -63,9 +71,17 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define AB_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
+/* AVX-VNNI intrinsics (_mm256_dpbusd_avx_epi32): GCC 11, clang 12 */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define HAVE_AVXVNNI 1
+#else
+#define HAVE_AVXVNNI 0
+#endif
 #else
 #define AB_X86 0
+#define HAVE_AVXVNNI 0
 #endif
 
 /* ---- block layouts (ggml's, byte for byte) ---- */
@@ -591,6 +607,37 @@ static void quant_q6_k(const float *x, struct blk_q6_k *b, int64_t nb)
 	}
 }
 
+static bool use_avx2(void);
+#if AB_X86
+/* quant_q8_0 with eight lanes: the same amax, the same f16 scale, the same
+ * products x * id rounded half to even by vcvtps2dq (the default MXCSR
+ * mode), so the same bytes (for finite input). */
+__attribute__((target("avx2,fma,f16c"))) static void quant_q8_0_avx2(const float *x, struct blk_q8_0 *b,
+								      int64_t nb)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	for (int64_t i = 0; i < nb; i++, x += QK) {
+		__m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+		__m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+		__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+					 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_movehdup_ps(h));
+		float amax = _mm_cvtss_f32(h);
+		b[i].d = ab_f32_to_f16(amax / 127.0f);
+		__m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+		__m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
+		__m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
+		__m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
+		__m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+		_mm256_storeu_si256((__m256i *)(void *)b[i].qs, _mm256_permutevar8x32_epi32(p, perm));
+	}
+}
+#endif
+
 int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n)
 {
 	const struct ab_type_info *ti = ab_type_get(type);
@@ -617,6 +664,12 @@ int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n)
 		quant_q4_0(src, dst, nb);
 		return 0;
 	case AB_TYPE_Q8_0:
+#if AB_X86
+		if (use_avx2()) {
+			quant_q8_0_avx2(src, dst, nb);
+			return 0;
+		}
+#endif
 		quant_q8_0(src, dst, nb);
 		return 0;
 	case AB_TYPE_Q4_K:
@@ -639,7 +692,12 @@ int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n)
  * type. */
 
 #define MM_TB 4
-typedef void (*rowdot_fn)(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out);
+/* Per activation row in the Q8_0 dot type, the auxiliary words next to the
+ * blocks: nb float scales, then for each block the eight int32 values
+ * -8 * (sum of bytes 4l..4l+3) (the Q4_0 offset, folded into the VNNI
+ * kernel's accumulator). AUXW(nb) 4-byte words a row. */
+#define AUXW(nb) ((size_t)(nb) * 9)
+typedef void (*rowdot_fn)(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out);
 
 /* The fixed reduction order of eight float lanes, shared by both backends. */
 static float reduce8(const float *a)
@@ -647,43 +705,62 @@ static float reduce8(const float *a)
 	return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-static void dot_q4_0_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+/* Q4_0/Q8_0 x Q8_0, the float arithmetic shared by both backends: eight
+ * lanes (lane l: the integer dot of bytes 4l..4l+3 of a block, exact).
+ * The blocks go by in groups of four (the last group may be shorter); a
+ * group's contribution is p = d0 * s0, then p = fmaf(dk, sk, p) for its
+ * further blocks in order (dk = weight scale * activation scale), and the
+ * accumulator takes acc = acc + p; at the end the lanes are reduced by
+ * reduce8. So the vector kernels have one add chain per four blocks and
+ * need one accumulator per activation row. xd holds the activation
+ * blocks' scales as float (row t at xd + t * AUXW(nb)). */
+#define QGROUP 4
+
+static void dot_q4_0_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
 	const struct blk_q4_0 *wb = w;
 	int64_t nb = n / QK;
 	for (int t = 0; t < nx; t++) {
 		const struct blk_q8_0 *xb = (const void *)((const char *)x + (size_t)t * xs);
-		float acc[8] = {0};
+		const float *xdt = xd + (size_t)t * AUXW(nb);
+		float acc[8] = {0}, p[8] = {0};
 		for (int64_t i = 0; i < nb; i++) {
-			float d = F16(wb[i].d) * F16(xb[i].d);
+			float d = F16(wb[i].d) * xdt[i];
 			for (int l = 0; l < 8; l++) {
 				int s = 0;
 				for (int k = 4 * l; k < 4 * l + 4; k++) {
 					int q = k < 16 ? (wb[i].qs[k] & 0xf) : (wb[i].qs[k - 16] >> 4);
 					s += (q - 8) * xb[i].qs[k];
 				}
-				acc[l] = acc[l] + d * (float)s;
+				p[l] = i % QGROUP == 0 ? d * (float)s : fmaf(d, (float)s, p[l]);
 			}
+			if (i % QGROUP == QGROUP - 1 || i == nb - 1)
+				for (int l = 0; l < 8; l++)
+					acc[l] = acc[l] + p[l];
 		}
 		out[t] = reduce8(acc);
 	}
 }
 
-static void dot_q8_0_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_q8_0_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
 	const struct blk_q8_0 *wb = w;
 	int64_t nb = n / QK;
 	for (int t = 0; t < nx; t++) {
 		const struct blk_q8_0 *xb = (const void *)((const char *)x + (size_t)t * xs);
-		float acc[8] = {0};
+		const float *xdt = xd + (size_t)t * AUXW(nb);
+		float acc[8] = {0}, p[8] = {0};
 		for (int64_t i = 0; i < nb; i++) {
-			float d = F16(wb[i].d) * F16(xb[i].d);
+			float d = F16(wb[i].d) * xdt[i];
 			for (int l = 0; l < 8; l++) {
 				int s = 0;
 				for (int k = 4 * l; k < 4 * l + 4; k++)
 					s += wb[i].qs[k] * xb[i].qs[k];
-				acc[l] = acc[l] + d * (float)s;
+				p[l] = i % QGROUP == 0 ? d * (float)s : fmaf(d, (float)s, p[l]);
 			}
+			if (i % QGROUP == QGROUP - 1 || i == nb - 1)
+				for (int l = 0; l < 8; l++)
+					acc[l] = acc[l] + p[l];
 		}
 		out[t] = reduce8(acc);
 	}
@@ -709,8 +786,9 @@ static void q4k_block_scalar(const struct blk_q4_k *w, const struct blk_q8_k *x,
 	*msum = ms;
 }
 
-static void dot_q4_k_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_q4_k_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const struct blk_q4_k *wb = w;
 	int64_t nb = n / QKK;
 	for (int t = 0; t < nx; t++) {
@@ -746,8 +824,9 @@ static int32_t q6k_block_scalar(const struct blk_q6_k *w, const struct blk_q8_k 
 	return s;
 }
 
-static void dot_q6_k_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_q6_k_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const struct blk_q6_k *wb = w;
 	int64_t nb = n / QKK;
 	for (int t = 0; t < nx; t++) {
@@ -761,8 +840,9 @@ static void dot_q6_k_scalar(int64_t n, const void *w, const void *x, size_t xs, 
 	}
 }
 
-static void dot_f32_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_f32_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const float *a = w;
 	for (int t = 0; t < nx; t++) {
 		const float *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -777,8 +857,9 @@ static void dot_f32_scalar(int64_t n, const void *w, const void *x, size_t xs, i
 	}
 }
 
-static void dot_f16_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_f16_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const uint16_t *a = w;
 	for (int t = 0; t < nx; t++) {
 		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -793,8 +874,9 @@ static void dot_f16_scalar(int64_t n, const void *w, const void *x, size_t xs, i
 	}
 }
 
-static void dot_bf16_scalar(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+static void dot_bf16_scalar(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const uint16_t *a = w;
 	for (int t = 0; t < nx; t++) {
 		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -829,15 +911,6 @@ AVX2 static inline float hsum_ps8(__m256 v)
 	return reduce8(a);
 }
 
-/* Signed bytes a * signed bytes b summed in groups of four: int32 lanes. */
-AVX2 static inline __m256i dot_i8_lanes(__m256i a, __m256i b)
-{
-	__m256i ua = _mm256_sign_epi8(a, a);
-	__m256i sb = _mm256_sign_epi8(b, a);
-	__m256i p16 = _mm256_maddubs_epi16(ua, sb);
-	return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
 AVX2 static inline float f16_hw(uint16_t h)
 {
 	return _cvtsh_ss(h); /* bit-identical to ab_f16_to_f32 (tested) */
@@ -860,47 +933,126 @@ AVX2 static AINL __m256i q8_0_unpack(const struct blk_q8_0 *b)
 	return _mm256_loadu_si256((const __m256i *)b->qs);
 }
 
-#define DEF_Q_NX(NAME, WBLK, UNPACK)                                                            \
-	AVX2 static AINL void NAME##_nx(int64_t nb, const WBLK *wb, const char *xc, size_t xs,    \
-					const int nx, float *out)                                \
+/* Four blocks (one group) per step: their four weight scales converted
+ * by one F16C instruction and multiplied by the activation scales
+ * (already float); the four weight blocks decoded once, then for each
+ * activation row the group's chain mul, fma, fma, fma and one add into
+ * the row's accumulator (the scalar kernel's order). */
+#define DEF_Q_NX(NAME, TGT, WBLK, PREP, LANES)                                                  \
+	TGT static AINL __m256 NAME##_lanes(const WBLK *w, const char *xc, size_t xs, const float *xd, \
+					    int64_t nb, int t, int64_t i)                        \
+	{                                                                                      \
+		__m256i q, uq;                                                                 \
+		PREP(w, q, uq);                                                                \
+		const struct blk_q8_0 *xb = (const struct blk_q8_0 *)(const void *)(xc + (size_t)t * xs) + i; \
+		__m256i y = _mm256_loadu_si256((const __m256i *)xb->qs);                       \
+		const int32_t *ls = (const int32_t *)(const void *)(xd + (size_t)t * AUXW(nb) + nb) + 8 * i; \
+		(void)ls;                                                                      \
+		return _mm256_cvtepi32_ps(LANES(q, uq, y, ls));                                \
+	}                                                                                      \
+	TGT static AINL void NAME##_nx(int64_t nb, const WBLK *wb, const char *xc, size_t xs,     \
+				       const float *xd, const int nx, float *out)                \
 	{                                                                                      \
 		__m256 acc[MM_TB];                                                             \
 		for (int t = 0; t < nx; t++)                                                   \
 			acc[t] = _mm256_setzero_ps();                                          \
-		const __m256i ones = _mm256_set1_epi16(1);                                     \
-		for (int64_t i = 0; i < nb; i++) {                                             \
-			__m256i q = UNPACK(&wb[i]);                                            \
-			__m256i uq = _mm256_sign_epi8(q, q);                                   \
-			float dw = f16_hw(wb[i].d);                                            \
+		int64_t i = 0;                                                                 \
+		for (; i + QGROUP <= nb; i += QGROUP) {                                        \
+			_mm_prefetch((const char *)(wb + i) + 1024, _MM_HINT_T0);              \
+			__m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)wb[i].d, (short)wb[i + 1].d, \
+								(short)wb[i + 2].d, (short)wb[i + 3].d, \
+								0, 0, 0, 0));                   \
 			_Pragma("GCC unroll 4")                                                \
 			for (int t = 0; t < nx; t++) {                                         \
-				const struct blk_q8_0 *xb =                                    \
-					(const struct blk_q8_0 *)(const void *)(xc + (size_t)t * xs) + i; \
-				__m256i y = _mm256_loadu_si256((const __m256i *)xb->qs);       \
-				__m256i p16 = _mm256_maddubs_epi16(uq, _mm256_sign_epi8(y, q)); \
-				__m256 sv = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));  \
-				__m256 d = _mm256_set1_ps(dw * f16_hw(xb->d));                 \
-				acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(d, sv));          \
+				float dd[4];                                                   \
+				_mm_storeu_ps(dd, _mm_mul_ps(dw, _mm_loadu_ps(xd + (size_t)t * AUXW(nb) + i))); \
+				__m256 p = _mm256_mul_ps(_mm256_broadcast_ss(&dd[0]),         \
+							 NAME##_lanes(wb + i, xc, xs, xd, nb, t, i)); \
+				p = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[1]),               \
+						    NAME##_lanes(wb + i + 1, xc, xs, xd, nb, t, i + 1), p); \
+				p = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[2]),               \
+						    NAME##_lanes(wb + i + 2, xc, xs, xd, nb, t, i + 2), p); \
+				p = _mm256_fmadd_ps(_mm256_broadcast_ss(&dd[3]),               \
+						    NAME##_lanes(wb + i + 3, xc, xs, xd, nb, t, i + 3), p); \
+				acc[t] = _mm256_add_ps(acc[t], p);                             \
+			}                                                                      \
+		}                                                                              \
+		if (i < nb) {                                                                  \
+			for (int t = 0; t < nx; t++) {                                         \
+				__m256 p = _mm256_setzero_ps();                                \
+				for (int64_t k = i; k < nb; k++) {                             \
+					float d = f16_hw(wb[k].d) * xd[(size_t)t * AUXW(nb) + k]; \
+					__m256 sv = NAME##_lanes(wb + k, xc, xs, xd, nb, t, k); \
+					p = k == i ? _mm256_mul_ps(_mm256_set1_ps(d), sv)      \
+						   : _mm256_fmadd_ps(_mm256_set1_ps(d), sv, p); \
+				}                                                              \
+				acc[t] = _mm256_add_ps(acc[t], p);                             \
 			}                                                                      \
 		}                                                                              \
 		for (int t = 0; t < nx; t++)                                                   \
 			out[t] = hsum_ps8(acc[t]);                                             \
 	}                                                                                      \
-	AVX2 static void NAME(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out) \
+	TGT static void NAME(int64_t n, const void *w, const void *x, size_t xs, const float *xd, \
+			     int nx, float *out)                                               \
 	{                                                                                      \
 		int64_t nb = n / QK;                                                           \
 		switch (nx) {                                                                  \
-		case 1: NAME##_nx(nb, w, x, xs, 1, out); break;                                \
-		case 2: NAME##_nx(nb, w, x, xs, 2, out); break;                                \
-		case 3: NAME##_nx(nb, w, x, xs, 3, out); break;                                \
-		default: NAME##_nx(nb, w, x, xs, 4, out); break;                               \
+		case 1: NAME##_nx(nb, w, x, xs, xd, 1, out); break;                            \
+		case 2: NAME##_nx(nb, w, x, xs, xd, 2, out); break;                            \
+		case 3: NAME##_nx(nb, w, x, xs, xd, 3, out); break;                            \
+		default: NAME##_nx(nb, w, x, xs, xd, 4, out); break;                           \
 		}                                                                              \
 	}
 
-DEF_Q_NX(dot_q4_0_avx2, struct blk_q4_0, q4_0_unpack)
-DEF_Q_NX(dot_q8_0_avx2, struct blk_q8_0, q8_0_unpack)
+/* PREP(block, q, uq) decodes a weight block; LANES(q, uq, y, ls) gives
+ * the eight int32 lane sums of (weight byte * activation byte). */
+#define PREP_Q4_0(b, q, uq) (q = q4_0_unpack(b), uq = _mm256_sign_epi8(q, q))
+#define PREP_Q8_0(b, q, uq) (q = q8_0_unpack(b), uq = _mm256_sign_epi8(q, q))
+#define LANES_MADD(q, uq, y, ls)                                                            \
+	((void)(ls), _mm256_madd_epi16(_mm256_maddubs_epi16(uq, _mm256_sign_epi8(y, q)),        \
+				       _mm256_set1_epi16(1)))
 
-AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+DEF_Q_NX(dot_q4_0_avx2, AVX2, struct blk_q4_0, PREP_Q4_0, LANES_MADD)
+DEF_Q_NX(dot_q8_0_avx2, AVX2, struct blk_q8_0, PREP_Q8_0, LANES_MADD)
+
+#if HAVE_AVXVNNI
+/* AVX-VNNI (vpdpbusd: unsigned x signed bytes summed by four into int32,
+ * no intermediate saturation): the same exact lane sums in fewer
+ * instructions. For Q4_0 the nibbles are used unsigned (0..15) and the
+ * -8 offset comes in as the accumulator's start value, -8 * the lane's
+ * activation byte sum, precomputed per activation block. */
+#define VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+VNNI static AINL __m256i q4_0_nibbles(const struct blk_q4_0 *b)
+{
+	__m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+	__m256i q = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+	return _mm256_and_si256(q, _mm256_set1_epi8(0xf));
+}
+
+#define PREP_Q4_0_VNNI(b, q, uq) (q = q4_0_nibbles(b), uq = q)
+#define LANES_Q4_0_VNNI(q, uq, y, ls)                                                       \
+	((void)(uq), _mm256_dpbusd_avx_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(ls)), q, y))
+#define LANES_Q8_0_VNNI(q, uq, y, ls)                                                       \
+	((void)(ls), _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), uq, _mm256_sign_epi8(y, q)))
+
+DEF_Q_NX(dot_q4_0_vnni, VNNI, struct blk_q4_0, PREP_Q4_0_VNNI, LANES_Q4_0_VNNI)
+DEF_Q_NX(dot_q8_0_vnni, VNNI, struct blk_q8_0, PREP_Q8_0, LANES_Q8_0_VNNI)
+#endif
+
+/* The eight 6-bit scales and mins of a Q4_K super-block as bytes
+ * (sc0..7 in *sc, m0..7 in *m), decoded with 32-bit word operations. */
+static inline void k4_unpack_scales(const uint8_t *q, uint32_t sc[2], uint32_t m[2])
+{
+	uint32_t u[3];
+	memcpy(u, q, 12);
+	sc[0] = u[0] & 0x3f3f3f3f;
+	m[0] = u[1] & 0x3f3f3f3f;
+	sc[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+	m[1] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+}
+
+AVX2 static AINL void dot_q4_k_avx2_nx(int64_t n, const void *w, const void *x, size_t xs, const int nx, float *out)
 {
 	const struct blk_q4_k *wb = w;
 	int64_t nb = n / QKK;
@@ -908,28 +1060,42 @@ AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t x
 	float sum[MM_TB] = {0};
 	const __m256i lo = _mm256_set1_epi8(0xf);
 	for (int64_t i = 0; i < nb; i++) {
-		uint8_t sc[8], m[8];
-		for (int j = 0; j < 8; j++)
-			k4_scale_min(j, wb[i].scales, &sc[j], &m[j]);
-		__m256i q4[8];
+		uint32_t scw[2], mw[2];
+		k4_unpack_scales(wb[i].scales, scw, mw);
+		/* sc as eight int16 in both halves; m as eight int16 */
+		__m256i sc16 = _mm256_broadcastsi128_si256(
+			_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)scw[1], (int)scw[0])));
+		__m128i m16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]));
+		__m256i q4[8], scj[8];
+		_Pragma("GCC unroll 4")
 		for (int j = 0; j < 4; j++) {
 			__m256i q = _mm256_loadu_si256((const __m256i *)(wb[i].qs + 32 * j));
 			q4[2 * j] = _mm256_and_si256(q, lo);
 			q4[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), lo);
 		}
+		_Pragma("GCC unroll 8")
+		for (int j = 0; j < 8; j++)
+			scj[j] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
 		float dw = f16_hw(wb[i].d), dmw = f16_hw(wb[i].dmin);
 		for (int t = 0; t < nx; t++) {
 			const struct blk_q8_k *xb = (const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + i;
-			__m256i acc = _mm256_setzero_si256();
-			for (int j = 0; j < 8; j++) {
-				__m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * j));
-				__m256i p16 = _mm256_maddubs_epi16(q4[j], y);
-				acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(sc[j])));
+			__m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < 8; j += 2) {
+				__m256i y0 = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * j));
+				__m256i y1 = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * j + 32));
+				acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(q4[j], y0), scj[j]));
+				acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(q4[j + 1], y1),
+										 scj[j + 1]));
 			}
-			int32_t is = hsum_i32(acc);
-			int32_t ms = 0;
-			for (int j = 0; j < 8; j++)
-				ms += m[j] * (xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+			int32_t is = hsum_i32(_mm256_add_epi32(acc0, acc1));
+			/* sum m[j] * (bsums[2j] + bsums[2j+1]) */
+			__m128i bs0 = _mm_loadu_si128((const __m128i *)xb->bsums);
+			__m128i bs1 = _mm_loadu_si128((const __m128i *)(xb->bsums + 8));
+			__m128i pm = _mm_madd_epi16(_mm_hadd_epi16(bs0, bs1), m16);
+			pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
+			pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
+			int32_t ms = _mm_cvtsi128_si32(pm);
 			float dd = dw * xb->d, dm = dmw * xb->d;
 			sum[t] = sum[t] + (dd * (float)is - dm * (float)ms);
 		}
@@ -938,7 +1104,18 @@ AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t x
 		out[t] = sum[t];
 }
 
-AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
+{
+	(void)xd;
+	switch (nx) {
+	case 1: dot_q4_k_avx2_nx(n, w, x, xs, 1, out); break;
+	case 2: dot_q4_k_avx2_nx(n, w, x, xs, 2, out); break;
+	case 3: dot_q4_k_avx2_nx(n, w, x, xs, 3, out); break;
+	default: dot_q4_k_avx2_nx(n, w, x, xs, 4, out); break;
+	}
+}
+
+AVX2 static AINL void dot_q6_k_avx2_nx(int64_t n, const void *w, const void *x, size_t xs, const int nx, float *out)
 {
 	const struct blk_q6_k *wb = w;
 	int64_t nb = n / QKK;
@@ -965,20 +1142,21 @@ AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t x
 		const int8_t *sc = wb[i].scales;
 		for (int v = 0; v < 8; v++)
 			scv[v] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * v + 1]), _mm_set1_epi16(sc[2 * v]));
+		__m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
 		float dw = f16_hw(wb[i].d);
 		for (int t = 0; t < nx; t++) {
 			const struct blk_q8_k *xb = (const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + i;
 			__m256i acc = _mm256_setzero_si256();
+			_Pragma("GCC unroll 8")
 			for (int v = 0; v < 8; v++) {
 				__m256i y = _mm256_loadu_si256((const __m256i *)(xb->qs + 32 * v));
 				__m256i p16 = _mm256_maddubs_epi16(q6[v], y);
 				acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scv[v]));
 			}
+			/* sum sc[g] * bsums[g], folded in as -32 times it */
+			__m256i bsv = _mm256_loadu_si256((const __m256i *)xb->bsums);
+			acc = _mm256_sub_epi32(acc, _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsv), 5));
 			int32_t is = hsum_i32(acc);
-			int32_t bs = 0;
-			for (int g = 0; g < 16; g++)
-				bs += sc[g] * xb->bsums[g];
-			is -= 32 * bs;
 			float dd = dw * xb->d;
 			sum[t] = sum[t] + dd * (float)is;
 		}
@@ -987,8 +1165,20 @@ AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t x
 		out[t] = sum[t];
 }
 
-AVX2 static void dot_f32_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
+	switch (nx) {
+	case 1: dot_q6_k_avx2_nx(n, w, x, xs, 1, out); break;
+	case 2: dot_q6_k_avx2_nx(n, w, x, xs, 2, out); break;
+	case 3: dot_q6_k_avx2_nx(n, w, x, xs, 3, out); break;
+	default: dot_q6_k_avx2_nx(n, w, x, xs, 4, out); break;
+	}
+}
+
+AVX2 static void dot_f32_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
+{
+	(void)xd;
 	const float *a = w;
 	for (int t = 0; t < nx; t++) {
 		const float *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -1007,8 +1197,9 @@ AVX2 static void dot_f32_avx2(int64_t n, const void *w, const void *x, size_t xs
 	}
 }
 
-AVX2 static void dot_f16_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+AVX2 static void dot_f16_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const uint16_t *a = w;
 	for (int t = 0; t < nx; t++) {
 		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -1040,8 +1231,9 @@ AVX2 static inline __m256 bf16x8(const uint16_t *p)
 	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-AVX2 static void dot_bf16_avx2(int64_t n, const void *w, const void *x, size_t xs, int nx, float *out)
+AVX2 static void dot_bf16_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
+	(void)xd;
 	const uint16_t *a = w;
 	for (int t = 0; t < nx; t++) {
 		const uint16_t *b = (const void *)((const char *)x + (size_t)t * xs);
@@ -1066,23 +1258,29 @@ AVX2 static void dot_bf16_avx2(int64_t n, const void *w, const void *x, size_t x
 struct kern {
 	uint32_t dot_type;
 	rowdot_fn scalar, avx2;
+	rowdot_fn vnni; /* AVX2 + AVX-VNNI variant (bit-identical), or NULL */
 };
 
 static const struct kern *kern_for(uint32_t type)
 {
 #if AB_X86
-#define K(t, dt, s, a) [t] = {dt, s, a}
+#define K(t, dt, s, a) [t] = {dt, s, a, NULL}
+#if HAVE_AVXVNNI
+#define KV(t, dt, s, a, v) [t] = {dt, s, a, v}
+#else
+#define KV(t, dt, s, a, v) [t] = {dt, s, a, NULL}
+#endif
 	static const struct kern ks[AB_TYPE__MAX] = {
 		K(AB_TYPE_F32, AB_TYPE_F32, dot_f32_scalar, dot_f32_avx2),
 		K(AB_TYPE_F16, AB_TYPE_F16, dot_f16_scalar, dot_f16_avx2),
 		K(AB_TYPE_BF16, AB_TYPE_BF16, dot_bf16_scalar, dot_bf16_avx2),
-		K(AB_TYPE_Q4_0, AB_TYPE_Q8_0, dot_q4_0_scalar, dot_q4_0_avx2),
-		K(AB_TYPE_Q8_0, AB_TYPE_Q8_0, dot_q8_0_scalar, dot_q8_0_avx2),
+		KV(AB_TYPE_Q4_0, AB_TYPE_Q8_0, dot_q4_0_scalar, dot_q4_0_avx2, dot_q4_0_vnni),
+		KV(AB_TYPE_Q8_0, AB_TYPE_Q8_0, dot_q8_0_scalar, dot_q8_0_avx2, dot_q8_0_vnni),
 		K(AB_TYPE_Q4_K, AB_TYPE_Q8_K, dot_q4_k_scalar, dot_q4_k_avx2),
 		K(AB_TYPE_Q6_K, AB_TYPE_Q8_K, dot_q6_k_scalar, dot_q6_k_avx2),
 	};
 #else
-#define K(t, dt, s, a) [t] = {dt, s, NULL}
+#define K(t, dt, s, a) [t] = {dt, s, NULL, NULL}
 	static const struct kern ks[AB_TYPE__MAX] = {
 		K(AB_TYPE_F32, AB_TYPE_F32, dot_f32_scalar, 0),
 		K(AB_TYPE_F16, AB_TYPE_F16, dot_f16_scalar, 0),
@@ -1094,13 +1292,14 @@ static const struct kern *kern_for(uint32_t type)
 	};
 #endif
 #undef K
+#undef KV
 	if (type >= AB_TYPE__MAX || !ks[type].scalar)
 		return NULL;
 	return &ks[type];
 }
 
 static atomic_bool g_force_scalar;
-static atomic_int g_cpu = -1; /* -1 unknown, 0 no AVX2, 1 AVX2+FMA+F16C */
+static atomic_int g_cpu = -1; /* -1 unknown, 0 no AVX2, 1 AVX2+FMA+F16C, 2 and AVX-VNNI */
 
 static bool cpu_has_avx2(void)
 {
@@ -1108,14 +1307,27 @@ static bool cpu_has_avx2(void)
 	if (v < 0) {
 #if AB_X86
 		__builtin_cpu_init();
-		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		    __builtin_cpu_supports("f16c");
+		unsigned a, b, c, d;
+		/* F16C is CPUID.1:ECX bit 29 (clang's __builtin_cpu_supports
+		 * does not know the name) */
+		bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+		/* AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX bit 4 (the ymm state is
+		 * OS-enabled since AVX2 is usable) */
+		const char *nv = getenv("AB_QUANT_NO_VNNI"); /* to test/measure plain AVX2 */
+		if (v && !(nv && *nv == '1') && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 4 & 1))
+			v = 2;
 #else
 		v = 0;
 #endif
 		atomic_store_explicit(&g_cpu, v, memory_order_relaxed);
 	}
-	return v == 1;
+	return v >= 1;
+}
+
+static bool cpu_has_vnni(void)
+{
+	return cpu_has_avx2() && atomic_load_explicit(&g_cpu, memory_order_relaxed) == 2;
 }
 
 static bool use_avx2(void)
@@ -1145,16 +1357,33 @@ struct mm_job {
 	uint32_t dot_type;
 	char *xq; /* T rows of xrow bytes, in the dot type */
 	size_t xrow;
+	float *xd; /* Q8_0 dot type: the T x C/32 block scales as float */
 	float *Y;
 	rowdot_fn fn;
+	int64_t chunk;     /* rows a grab (a multiple of 4) */
+	atomic_llong next; /* first row not yet taken */
 };
 
 static void mm_quant_task(void *ud, int ith, int nth)
 {
 	struct mm_job *j = ud;
 	int64_t t0 = j->T * ith / nth, t1 = j->T * (ith + 1) / nth;
-	for (int64_t t = t0; t < t1; t++)
-		ab_quantize(j->dot_type, j->X + t * j->C, j->xq + (size_t)t * j->xrow, j->C);
+	for (int64_t t = t0; t < t1; t++) {
+		char *xq = j->xq + (size_t)t * j->xrow;
+		ab_quantize(j->dot_type, j->X + t * j->C, xq, j->C);
+		if (j->xd) {
+			int64_t nb = j->C / QK;
+			const struct blk_q8_0 *b = (const void *)xq;
+			float *aux = j->xd + (size_t)t * AUXW(nb);
+			int32_t *ls = (int32_t *)(void *)(aux + nb);
+			for (int64_t i = 0; i < nb; i++) {
+				aux[i] = F16(b[i].d);
+				for (int l = 0; l < 8; l++)
+					ls[8 * i + l] = -8 * (b[i].qs[4 * l] + b[i].qs[4 * l + 1] +
+							      b[i].qs[4 * l + 2] + b[i].qs[4 * l + 3]);
+			}
+		}
+	}
 }
 
 static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
@@ -1165,8 +1394,9 @@ static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
 		for (int64_t t = 0; t < j->T; t += MM_TB) {
 			int nx = j->T - t < MM_TB ? (int)(j->T - t) : MM_TB;
 			const char *x = j->xq + (size_t)t * j->xrow;
+			const float *xd = j->xd ? j->xd + (size_t)t * AUXW(j->C / QK) : NULL;
 			for (int64_t r = rt; r < re; r++) {
-				j->fn(j->C, j->W + (size_t)r * j->wrow, x, j->xrow, nx, o);
+				j->fn(j->C, j->W + (size_t)r * j->wrow, x, j->xrow, xd, nx, o);
 				for (int k = 0; k < nx; k++)
 					j->Y[(t + k) * j->R + r] = o[k];
 			}
@@ -1177,13 +1407,16 @@ static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
 static void mm_task(void *ud, int ith, int nth)
 {
 	struct mm_job *j = ud;
-	/* contiguous ranges, boundaries on multiples of 4 rows where possible */
-	int64_t units = (j->R + 3) / 4;
-	int64_t r0 = units * ith / nth * 4, r1 = units * (ith + 1) / nth * 4;
-	if (r1 > j->R)
-		r1 = j->R;
-	if (r0 < r1)
-		mm_rows(j, r0, r1);
+	(void)ith;
+	(void)nth;
+	/* large contiguous chunks taken from a shared counter: a thread that
+	 * got less CPU (a loaded machine) simply takes fewer of them */
+	for (;;) {
+		int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+		if (r0 >= j->R)
+			break;
+		mm_rows(j, r0, r0 + j->chunk < j->R ? r0 + j->chunk : j->R);
+	}
 }
 
 void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
@@ -1199,22 +1432,29 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 	struct mm_job j = {
 		.W = W, .wrow = wrow, .R = R, .C = C, .T = T, .X = X,
 		.dot_type = k->dot_type, .xrow = xrow, .Y = Y,
-		.fn = use_avx2() && k->avx2 ? k->avx2 : k->scalar,
+		.fn = !use_avx2() || !k->avx2 ? k->scalar : k->vnni && cpu_has_vnni() ? k->vnni : k->avx2,
 	};
 	int nth = pool ? ab_pool_threads(pool) : 1;
 	char *buf = NULL;
 	if (k->dot_type == AB_TYPE_F32) {
 		j.xq = (char *)(uintptr_t)X;
 	} else {
-		buf = ab_xmalloc(xrow * (size_t)T + 64);
-		j.xq = buf;
+		size_t xdb = k->dot_type == AB_TYPE_Q8_0 ? (size_t)T * AUXW(C / QK) * 4 : 0;
+		buf = ab_xmalloc(xdb + xrow * (size_t)T + 64);
+		j.xd = xdb ? (float *)(void *)buf : NULL;
+		j.xq = buf + xdb;
 		if (nth > 1 && T >= 4)
 			ab_pool_run(pool, mm_quant_task, &j);
 		else
 			mm_quant_task(&j, 0, 1);
 	}
-	if (nth > 1 && (R >= 64 || T > 1))
+	if (nth > 1 && (R >= 64 || T > 1)) {
+		/* four chunks a thread: few atomic operations, some balancing */
+		int64_t units = (R + 3) / 4, per = (units + 4 * nth - 1) / (4 * nth);
+		j.chunk = per * 4;
+		atomic_init(&j.next, 0);
 		ab_pool_run(pool, mm_task, &j);
+	}
 	else
 		mm_rows(&j, 0, R);
 	free(buf);
