@@ -400,8 +400,9 @@ static int parse_kvs(struct rd *r, struct ab_gguf *g)
 		snprintf(who, sizeof(who), "key/value %llu", (unsigned long long)i);
 		if ((rc = rd_str(r, &kv->key, "the key", who)) < 0)
 			return rc;
-		if (kv->key.n == 0)
-			return fail(r, AB_EPROTO, "key/value %llu at byte %zu: empty key",
+		if (kv->key.n == 0 || memchr(kv->key.p, '\0', (size_t)kv->key.n))
+			return fail(r, AB_EPROTO,
+				    "key/value %llu at byte %zu: empty key or a NUL byte in it",
 				    (unsigned long long)i, r->pos - 8);
 		str_label(&kv->key, label, sizeof(label));
 		snprintf(who, sizeof(who), "key '%s'", label);
