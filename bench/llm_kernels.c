@@ -11,6 +11,7 @@
  *      /tmp/b-quant/libabcore.a -lutf8proc -lpthread -lm -o /tmp/llm_kernels
  *   /tmp/llm_kernels [R C]          (default 5632 2048, TinyLlama's FFN)
  *
+ * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types.
  * AB_FORCE_SCALAR=1 in the environment measures the scalar kernels,
  * AB_QUANT_NO_VNNI=1 the plain AVX2 ones on a CPU with AVX-VNNI. Each
  * figure is the best of three 0.3 s runs (the machine is often shared).
@@ -51,7 +52,10 @@ int main(int argc, char **argv)
 	printf("backend %s, W %ld x %ld\n", ab_quant_backend(), (long)R, (long)C);
 	printf("%-5s %4s %3s %9s %9s %9s %12s\n", "type", "T", "thr", "ms/call", "GFLOP/s", "GB/s(W)",
 	       "rows/s");
+	const char *only = getenv("AB_BENCH_TYPES");
 	for (size_t ti = 0; ti < sizeof(types) / sizeof(types[0]); ti++) {
+		if (only && !strstr(only, ab_type_get(types[ti])->name))
+			continue;
 		size_t wb = ab_type_row_bytes(types[ti], C) * (size_t)R;
 		void *W = ab_xmalloc(wb);
 		ab_quantize(types[ti], wf, W, R * C);
