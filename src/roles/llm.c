@@ -1418,6 +1418,16 @@ static const char *keep_alive_field(struct job *j, json_t *b)
 	return NULL;
 }
 
+/* What every Ollama generation request shares: format, options, keep_alive. */
+static const char *ollama_fields(struct job *j, json_t *b)
+{
+	const char *fmt = json_string_value(json_object_get(b, "format"));
+	if ((fmt && *fmt) || json_is_object(json_object_get(b, "format")))
+		return "format (structured output) is not supported by this server yet";
+	const char *why = ollama_options(j, json_object_get(b, "options"));
+	return why ? why : keep_alive_field(j, b);
+}
+
 /* ---- handlers -------------------------------------------------------------- */
 
 static void h_generate(struct ab_http_req *req)
@@ -1439,13 +1449,8 @@ static void h_generate(struct ab_http_req *req)
 	j->stream = !json_is_false(json_object_get(b, "stream"));
 	if ((v = json_object_get(b, "context")) && json_is_array(v))
 		j->context = json_incref(v);
-	const char *fmt = json_string_value(json_object_get(b, "format"));
-	if (!why && ((fmt && *fmt) || json_is_object(json_object_get(b, "format"))))
-		why = "format (structured output) is not supported by this server yet";
 	if (!why)
-		why = ollama_options(j, json_object_get(b, "options"));
-	if (!why)
-		why = keep_alive_field(j, b);
+		why = ollama_fields(j, b);
 	admit(req, st, j, why);
 }
 
@@ -1460,13 +1465,8 @@ static void h_chat(struct ab_http_req *req)
 	struct job *j = job_new(st, J_CHAT, json_string_value(json_object_get(b, "model")));
 	j->stream = !json_is_false(json_object_get(b, "stream"));
 	const char *why = norm_messages(json_object_get(b, "messages"), &j->messages);
-	const char *fmt = json_string_value(json_object_get(b, "format"));
-	if (!why && ((fmt && *fmt) || json_is_object(json_object_get(b, "format"))))
-		why = "format (structured output) is not supported by this server yet";
 	if (!why)
-		why = ollama_options(j, json_object_get(b, "options"));
-	if (!why)
-		why = keep_alive_field(j, b);
+		why = ollama_fields(j, b);
 	/* an empty message list only loads the model, as with Ollama */
 	if (!why && json_array_size(j->messages) == 0) {
 		j->kind = J_GENERATE;
