@@ -1307,6 +1307,14 @@ static struct job *job_new(struct llm_state *st, enum job_kind kind, const char 
 	ab_sampler_defaults(&j->sp);
 	j->num_predict = -1;
 	j->threads = st->svc->cfg->llm.threads;
+	/* several generations at once share the cores: by default give each
+	 * its share rather than letting each take them all */
+	if (j->threads == 0 && st->svc->cfg->llm.parallel > 1) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		j->threads = (int)(cores > 0 ? cores : 1) / st->svc->cfg->llm.parallel;
+		if (j->threads < 1)
+			j->threads = 1;
+	}
 	j->keep_alive_s = INT64_MIN;
 	j->stream = true;
 	j->enqueued_ms = ab_now_ms();
