@@ -188,6 +188,16 @@ static int parse_keep_alive(const json_t *v, int64_t *out)
 	return 0;
 }
 
+static bool is_oai_kind(enum job_kind k)
+{
+	return k == J_OAI_CHAT || k == J_OAI_COMPL || k == J_OAI_EMBED;
+}
+
+static bool is_oai(const struct job *j)
+{
+	return is_oai_kind(j->kind);
+}
+
 static void job_free(struct job *j)
 {
 	if (!j)
@@ -236,7 +246,7 @@ static void job_error(struct job *j, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	ab_log(AB_LOG_WARN, "llm request failed: %s", msg);
-	bool oai = j->kind == J_OAI_CHAT || j->kind == J_OAI_COMPL || j->kind == J_OAI_EMBED;
+	bool oai = is_oai(j);
 	json_t *e = oai ? json_pack("{s:{s:s,s:s}}", "error", "message", msg, "type", "server_error")
 			: json_pack("{s:s}", "error", msg);
 	write_json_line(j, e, oai && j->stream);
@@ -440,11 +450,6 @@ struct gen {
 	char created_at[48];
 	int64_t created_s;
 };
-
-static bool is_oai(const struct job *j)
-{
-	return j->kind == J_OAI_CHAT || j->kind == J_OAI_COMPL || j->kind == J_OAI_EMBED;
-}
 
 static void push_id(struct gen *g, int32_t id)
 {
@@ -1436,17 +1441,33 @@ static const char *ollama_fields(struct job *j, json_t *b)
 	return why ? why : keep_alive_field(j, b);
 }
 
+/* Provider mode forwards the request and returns NULL; otherwise a new job
+ * of kind for the request's model, streaming by the API's default
+ * (Ollama: unless "stream": false; OpenAI: only with "stream": true). */
+static struct job *begin(struct ab_http_req *req, enum job_kind kind)
+{
+	struct llm_state *st = state_of(req);
+	bool oai = is_oai_kind(kind);
+	if (st->proxy) {
+		forward(req, st, oai);
+		return NULL;
+	}
+	json_t *b = req->json;
+	struct job *j = job_new(st, kind, json_string_value(json_object_get(b, "model")));
+	json_t *stream = json_object_get(b, "stream");
+	j->stream = oai ? json_is_true(stream) : !json_is_false(stream);
+	return j;
+}
+
 /* ---- handlers -------------------------------------------------------------- */
 
 static void h_generate(struct ab_http_req *req)
 {
 	struct llm_state *st = state_of(req);
-	if (st->proxy) {
-		forward(req, st, false);
+	struct job *j = begin(req, J_GENERATE);
+	if (!j)
 		return;
-	}
 	json_t *b = req->json;
-	struct job *j = job_new(st, J_GENERATE, json_string_value(json_object_get(b, "model")));
 	const char *why = NULL;
 	json_t *v;
 	if ((v = json_object_get(b, "prompt")) && !json_is_string(v) && !json_is_null(v))
@@ -1454,7 +1475,6 @@ static void h_generate(struct ab_http_req *req)
 	j->prompt = ab_xstrdup(json_string_value(v));
 	j->system = ab_xstrdup(json_string_value(json_object_get(b, "system")));
 	j->raw = json_is_true(json_object_get(b, "raw"));
-	j->stream = !json_is_false(json_object_get(b, "stream"));
 	if ((v = json_object_get(b, "context")) && json_is_array(v))
 		j->context = json_incref(v);
 	if (!why)
@@ -1465,13 +1485,10 @@ static void h_generate(struct ab_http_req *req)
 static void h_chat(struct ab_http_req *req)
 {
 	struct llm_state *st = state_of(req);
-	if (st->proxy) {
-		forward(req, st, false);
+	struct job *j = begin(req, J_CHAT);
+	if (!j)
 		return;
-	}
 	json_t *b = req->json;
-	struct job *j = job_new(st, J_CHAT, json_string_value(json_object_get(b, "model")));
-	j->stream = !json_is_false(json_object_get(b, "stream"));
 	const char *why = norm_messages(json_object_get(b, "messages"), &j->messages);
 	if (!why)
 		why = ollama_fields(j, b);
@@ -1487,13 +1504,10 @@ static void h_chat(struct ab_http_req *req)
 static void h_oai_chat(struct ab_http_req *req)
 {
 	struct llm_state *st = state_of(req);
-	if (st->proxy) {
-		forward(req, st, true);
+	struct job *j = begin(req, J_OAI_CHAT);
+	if (!j)
 		return;
-	}
 	json_t *b = req->json;
-	struct job *j = job_new(st, J_OAI_CHAT, json_string_value(json_object_get(b, "model")));
-	j->stream = json_is_true(json_object_get(b, "stream"));
 	const char *why = norm_messages(json_object_get(b, "messages"), &j->messages);
 	if (!why && json_array_size(j->messages) == 0)
 		why = "messages must not be empty";
@@ -1505,13 +1519,10 @@ static void h_oai_chat(struct ab_http_req *req)
 static void h_oai_completions(struct ab_http_req *req)
 {
 	struct llm_state *st = state_of(req);
-	if (st->proxy) {
-		forward(req, st, true);
+	struct job *j = begin(req, J_OAI_COMPL);
+	if (!j)
 		return;
-	}
 	json_t *b = req->json;
-	struct job *j = job_new(st, J_OAI_COMPL, json_string_value(json_object_get(b, "model")));
-	j->stream = json_is_true(json_object_get(b, "stream"));
 	json_t *p = json_object_get(b, "prompt");
 	const char *why = NULL;
 	if (json_is_array(p) && json_array_size(p) == 1)
@@ -1554,12 +1565,10 @@ static void embed_common(struct ab_http_req *req, enum job_kind kind, const char
 {
 	struct llm_state *st = state_of(req);
 	bool oai = kind == J_OAI_EMBED;
-	if (st->proxy) {
-		forward(req, st, oai);
+	struct job *j = begin(req, kind);
+	if (!j)
 		return;
-	}
 	json_t *b = req->json;
-	struct job *j = job_new(st, kind, json_string_value(json_object_get(b, "model")));
 	j->stream = false;
 	const char *why = take_inputs(j, json_object_get(b, field));
 	if (!why && !oai)
