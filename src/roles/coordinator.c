@@ -233,8 +233,6 @@ static void h_token_create(struct ab_http_req *req)
 				     name, hex);
 	if (!r || r->type != REDIS_REPLY_INTEGER) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	long long created = r->integer;
@@ -251,8 +249,6 @@ static void h_token_create(struct ab_http_req *req)
 	free(text);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		redisReply *u = ab_redis_cmd(svc->redis, &err, "HDEL " AB_KEY_TOKEN_NAMES " %s", name);
 		if (u)
 			freeReplyObject(u);
@@ -272,8 +268,6 @@ static void h_token_list(struct ab_http_req *req)
 	redisReply *r = ab_redis_cmd(svc->redis, &err, "HGETALL " AB_KEY_TOKEN_NAMES);
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	json_t *list = json_array();
@@ -304,8 +298,6 @@ static void h_token_delete(struct ab_http_req *req)
 	redisReply *r = ab_redis_cmd(svc->redis, &err, "HGET " AB_KEY_TOKEN_NAMES " %s", name);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	if (r->type != REDIS_REPLY_STRING) {
@@ -322,8 +314,6 @@ static void h_token_delete(struct ab_http_req *req)
 	r = ab_redis_cmd(svc->redis, &err, "HDEL " AB_KEY_TOKEN_NAMES " %s", name);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	freeReplyObject(r);

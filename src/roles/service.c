@@ -69,6 +69,8 @@ void ab_service_health(struct ab_service *svc, struct ab_buf *out, int *http_sta
 	*http_status = worst == 2 ? 503 : 200;
 }
 
+static void reply_redis_error(struct ab_http_req *req, int err, const redisReply *reply);
+
 void ab_service_health_handler(struct ab_http_req *req)
 {
 	struct ab_service *svc = req->ud;
@@ -79,7 +81,14 @@ void ab_service_health_handler(struct ab_http_req *req)
 	ab_buf_free(&b);
 }
 
-void ab_service_reply_redis_error(struct ab_http_req *req, int err, const redisReply *reply)
+void ab_service_reply_redis_error(struct ab_http_req *req, int err, redisReply *reply)
+{
+	reply_redis_error(req, err, reply);
+	if (reply)
+		freeReplyObject(reply);
+}
+
+static void reply_redis_error(struct ab_http_req *req, int err, const redisReply *reply)
 {
 	if (err == AB_EUNAVAIL || err == AB_ETIMEOUT) {
 		ab_http_reply_error(req, 503, "redis_unavailable",

@@ -75,7 +75,7 @@ void ab_service_health(struct ab_service *svc, struct ab_buf *out, int *http_sta
 void ab_service_health_handler(struct ab_http_req *req);
 
 /* Answers 503 {"error":{"code":"redis_unavailable",...}} or 500 for a
- * failed Redis call with error code err. */
-void ab_service_reply_redis_error(struct ab_http_req *req, int err, const redisReply *reply);
+ * failed Redis call with error code err, and frees reply (NULL ok). */
+void ab_service_reply_redis_error(struct ab_http_req *req, int err, redisReply *reply);
 
 #endif

@@ -458,8 +458,6 @@ void ab_chat_h_create(struct ab_http_req *req)
 	redisReply *r = ab_redis_cmdargv(svc->redis, &err, (int)AB_ARRAY_LEN(argv), argv, NULL);
 	if (!r || r->type == REDIS_REPLY_ERROR) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	freeReplyObject(r);
@@ -478,8 +476,6 @@ void ab_chat_h_list(struct ab_http_req *req)
 	redisReply *r = ab_redis_cmd(rd, &err, "ZREVRANGE " AB_KEY_CHATS " 0 199");
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		ab_service_reply_redis_error(req, err, r);
-		if (r)
-			freeReplyObject(r);
 		return;
 	}
 	json_t *arr = json_array();
