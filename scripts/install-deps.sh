@@ -8,10 +8,11 @@ set -o pipefail
 build_pkgs=(
   build-essential pkg-config meson ninja-build
   libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libcurl3-gnutls libyaml-dev
-  libjansson-dev libutf8proc-dev redis-server
+  libjansson-dev libutf8proc-dev redis-server libstemmer-dev libmd4c-dev
+  libgumbo-dev libpoppler-glib-dev zstd libzstd-dev
 )
 test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest python3-numpy)
-bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn python3-redis hyperfine)
+bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn python3-redis hyperfine python3-hnswlib)
 
 want=("${build_pkgs[@]}")
 case "${1:-test}" in
