@@ -11,7 +11,9 @@
  *      /tmp/b-quant/libabcore.a -lutf8proc -lpthread -lm -o /tmp/llm_kernels
  *   /tmp/llm_kernels [R C]          (default 5632 2048, TinyLlama's FFN)
  *
- * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types.
+ * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types. Q4_0 is
+ * measured in the layout the model loader gives it (ab_quant_repack:
+ * Q4_0_X8); AB_BENCH_NO_REPACK=1 measures the file's layout instead.
  * AB_FORCE_SCALAR=1 in the environment measures the scalar kernels,
  * AB_QUANT_NO_VNNI=1 the plain AVX2 ones on a CPU with AVX-VNNI. Each
  * figure is the best of three 0.3 s runs (the machine is often shared).
@@ -59,17 +61,26 @@ int main(int argc, char **argv)
 		size_t wb = ab_type_row_bytes(types[ti], C) * (size_t)R;
 		void *W = ab_xmalloc(wb);
 		ab_quantize(types[ti], wf, W, R * C);
+		/* the layout the model loader uses (Q4_0: rows interleaved by
+		 * eight); AB_BENCH_NO_REPACK=1 measures the file's layout */
+		uint32_t mt = types[ti];
+		const char *nr = getenv("AB_BENCH_NO_REPACK");
+		void *rp = NULL;
+		if (!(nr && *nr == '1') && ab_quant_repack(types[ti], W, R, C, &rp, &mt) == 0 && rp) {
+			free(W);
+			W = rp;
+		}
 		for (size_t k = 0; k < 2; k++)
 			for (int nt = 1; nt <= 2; nt++) {
 				struct ab_pool *p = ab_pool_new(nt);
 				int64_t T = Ts[k];
-				ab_matmul(W, types[ti], R, C, X, T, Y, p); /* warm up */
+				ab_matmul(W, mt, R, C, X, T, Y, p); /* warm up */
 				double best = 1e30;
 				for (int rep = 0; rep < 3; rep++) {
 					int iters = 0;
 					double t0 = now(), el;
 					do {
-						ab_matmul(W, types[ti], R, C, X, T, Y, p);
+						ab_matmul(W, mt, R, C, X, T, Y, p);
 						iters++;
 						el = now() - t0;
 					} while (el < 0.3 || iters < 2);
@@ -77,7 +88,7 @@ int main(int argc, char **argv)
 						best = el / iters;
 				}
 				double dt = best;
-				printf("%-5s %4ld %3d %9.3f %9.2f %9.2f %12.0f\n", ab_type_get(types[ti])->name,
+				printf("%-7s %4ld %3d %9.3f %9.2f %9.2f %12.0f\n", ab_type_get(mt)->name,
 				       (long)T, nt, dt * 1e3, 2.0 * (double)(R * C * T) / dt * 1e-9,
 				       (double)wb / dt * 1e-9, (double)R / dt);
 				ab_pool_free(p);

@@ -55,6 +55,16 @@
  * caller asks for all of them (the classifier is the biggest matrix of a
  * small model).
  *
+ * Repacking. After the tensors are checked, every layer matrix and the
+ * classifier is offered to ab_quant_repack: Q4_0 matrices (rows a
+ * multiple of 8) are copied into the eight-row interleaved layout the
+ * kernels read 2-3x faster (quant.c), owned by the model (mat.packed),
+ * and the file's pages of the original are dropped with MADV_DONTNEED
+ * (read once; the mapping stays valid), so resident memory stays the
+ * size of the weights. The token embedding stays as stored (rows are
+ * dequantised one at a time); with a tied classifier the copy is made
+ * and the original kept for the embedding.
+ *
  * Threads. A context owns an ab_pool. Matrix products split their rows
  * across it (inside ab_matmul); attention splits the (token, head) pairs
  * of a chunk across it, each thread with its own score buffer of n_ctx
@@ -78,6 +88,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +100,7 @@ struct mat {
 	const void *w;
 	uint32_t type;
 	int64_t rows, cols;
+	void *packed; /* owned: w repacked by ab_quant_repack, or NULL */
 };
 
 struct layer {
@@ -382,6 +394,41 @@ static int load_vec(const struct ab_llm_model *m, const char *name, int64_t n, b
 	return 0;
 }
 
+/* Replaces w by a faster layout when ab_quant_repack has one (Q4_0), and
+ * drops the file's pages of the original from this process (they were
+ * read once; the mapping stays valid, a later access would fault them in
+ * again) so that the copy does not double the resident size. */
+static void repack_mat(const struct ab_llm_model *m, struct mat *w, bool keep_source)
+{
+	void *p = NULL;
+	uint32_t type = w->type;
+	if (ab_quant_repack(w->type, w->w, w->rows, w->cols, &p, &type) < 0 || !p)
+		return;
+	size_t len = ab_type_row_bytes(w->type, w->cols) * (size_t)w->rows;
+	if (!keep_source && !m->from_llama2c) {
+		long pg = sysconf(_SC_PAGESIZE);
+		uintptr_t a = ((uintptr_t)w->w + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
+		uintptr_t e = ((uintptr_t)w->w + len) & ~(uintptr_t)(pg - 1);
+		if (pg > 0 && e > a)
+			(void)madvise((void *)a, e - a, MADV_DONTNEED);
+	}
+	w->w = p;
+	w->type = type;
+	w->packed = p;
+}
+
+static void repack_all(struct ab_llm_model *m)
+{
+	for (int il = 0; il < m->hp.n_layer; il++) {
+		struct layer *L = &m->layers[il];
+		struct mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
+		for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
+			repack_mat(m, ms[i], false);
+	}
+	/* tied: the embedding rows are still read from the original */
+	repack_mat(m, &m->out, m->hp.tied_output);
+}
+
 static int load_tensors(struct ab_llm_model *m, char *err, size_t errlen)
 {
 	struct ab_llm_hparams *hp = &m->hp;
@@ -459,6 +506,7 @@ static int load_tensors(struct ab_llm_model *m, char *err, size_t errlen)
 		if (by_type[t] > by_type[best])
 			best = t;
 	hp->file_type = best;
+	repack_all(m);
 	return 0;
 }
 
@@ -608,10 +656,18 @@ void ab_llm_model_free(struct ab_llm_model *m)
 			free(L->bq);
 			free(L->bk);
 			free(L->bv);
+			free(L->wq.packed);
+			free(L->wk.packed);
+			free(L->wv.packed);
+			free(L->wo.packed);
+			free(L->wgate.packed);
+			free(L->wup.packed);
+			free(L->wdown.packed);
 		}
 		free(m->layers);
 	}
 	free(m->out_norm);
+	free(m->out.packed);
 	ab_tok_free(m->tok);
 	ab_gguf_free(m->g);
 	free(m->mem);

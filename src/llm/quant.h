@@ -34,6 +34,9 @@ enum ab_type {
 	AB_TYPE_Q6_K = 14,
 	AB_TYPE_Q8_K = 15,
 	AB_TYPE_BF16 = 30,
+	/* Not a GGUF type: Q4_0 rows repacked by ab_quant_repack, groups of
+	 * eight rows interleaved (see quant.c). Only ab_matmul reads it. */
+	AB_TYPE_Q4_0_X8 = 39,
 	AB_TYPE__MAX = 40,
 };
 
@@ -80,6 +83,16 @@ void ab_pool_run(struct ab_pool *p, void (*fn)(void *ud, int ith, int nth), void
  */
 void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
 	       float *Y, struct ab_pool *pool);
+
+/*
+ * Weights in a layout the kernels read faster, made once at model load:
+ * for a Q4_0 matrix of R rows (R a multiple of 8) a new buffer of the same
+ * size (*out, to free()) in AB_TYPE_Q4_0_X8 (*out_type), to pass to
+ * ab_matmul instead of the original. Other types and shapes: *out = NULL
+ * (use the original as it is). 0, or AB_EINVAL.
+ */
+int ab_quant_repack(uint32_t type, const void *W, int64_t R, int64_t C, void **out,
+		    uint32_t *out_type);
 
 /* Which kernels run: "avx2" or "scalar". ab_quant_force_scalar() is for
  * tests that compare both. */

@@ -594,6 +594,77 @@ Test(quant, matmul_shapes, .timeout = 300)
 	ab_pool_free(pool);
 }
 
+/* Q4_0 repacked eight rows at a time (ab_quant_repack, what the model
+ * loader does): the same products as float64 on the dequantised values,
+ * AVX2 bit-identical to scalar whatever the pool, T = 1 identical to any
+ * T, and no repack where it does not apply. */
+static void x8_case(int64_t R, int64_t C, int64_t T, struct ab_pool **pools, int npools)
+{
+	struct mm_case c;
+	mm_case_init(&c, AB_TYPE_Q4_0, R, C, T);
+	void *rp = NULL;
+	uint32_t rt = 0;
+	cr_assert_eq(ab_quant_repack(AB_TYPE_Q4_0, c.W, R, C, &rp, &rt), 0);
+	cr_assert_not_null(rp);
+	cr_assert_eq(rt, AB_TYPE_Q4_0_X8);
+	free(c.W);
+	c.W = rp;
+	c.type = rt;
+	bool have_avx2 = !strcmp(ab_quant_backend(), "avx2");
+	float *ys = mm_run(&c, true, NULL);
+	for (int64_t i = 0; i < T * R; i++)
+		cr_assert(fabs(ys[i] - c.ref[i]) <= 1e-5 * c.mag[i], "x8 %ldx%ld T=%ld [%ld]: %.9g vs float64 %.9g",
+			  (long)R, (long)C, (long)T, (long)i, (double)ys[i], c.ref[i]);
+	for (int p = 0; p < npools; p++)
+		for (int sc = 0; sc < 2; sc++) {
+			if (!sc && !have_avx2)
+				continue;
+			float *y = mm_run(&c, sc, pools[p]);
+			for (int64_t i = 0; i < T * R; i++)
+				cr_assert_eq(fbits(y[i]), fbits(ys[i]), "x8 %ldx%ld T=%ld pool %d %s [%ld]: %.9g vs %.9g",
+					     (long)R, (long)C, (long)T, p, sc ? "scalar" : "avx2", (long)i,
+					     (double)y[i], (double)ys[i]);
+			free(y);
+		}
+	struct mm_case one = c;
+	one.T = 1;
+	for (int64_t t = 0; t < T; t++) {
+		one.X = c.X + t * C;
+		float *y1 = mm_run(&one, false, pools[t % npools]);
+		for (int64_t r = 0; r < R; r++)
+			cr_assert_eq(fbits(y1[r]), fbits(ys[t * R + r]), "x8 T=1 t=%ld r=%ld", (long)t, (long)r);
+		free(y1);
+	}
+	free(ys);
+	mm_case_free(&c);
+}
+
+Test(quant, matmul_q4_0_repacked, .timeout = 300)
+{
+	struct ab_pool *pools[4] = {NULL, ab_pool_new(1), ab_pool_new(2), ab_pool_new(3)};
+	static const int64_t shapes[][3] = {{8, 32, 1}, {16, 96, 5}, {40, 800, 7}, {96, 256, 17}, {128, 768, 3}};
+	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++)
+		x8_case(shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+	for (int p = 0; p < 4; p++)
+		ab_pool_free(pools[p]);
+
+	/* not applicable: rows not a multiple of 8, other types */
+	uint8_t w[18 * 8 * 2] = {0};
+	void *rp = (void *)1;
+	uint32_t rt = 0;
+	cr_assert_eq(ab_quant_repack(AB_TYPE_Q4_0, w, 7, 32, &rp, &rt), 0);
+	cr_assert_null(rp);
+	cr_assert_eq(rt, AB_TYPE_Q4_0);
+	rp = (void *)1;
+	cr_assert_eq(ab_quant_repack(AB_TYPE_Q8_0, w, 8, 32, &rp, &rt), 0);
+	cr_assert_null(rp);
+	cr_assert_eq(rt, AB_TYPE_Q8_0);
+	cr_assert_eq(ab_quant_repack(AB_TYPE_Q4_0, NULL, 8, 32, &rp, &rt), AB_EINVAL);
+	/* a GGUF file may not claim the internal type */
+	cr_assert_not_null(ab_type_get(AB_TYPE_Q4_0_X8));
+	cr_assert(!ab_type_get(AB_TYPE_Q4_0_X8)->supported);
+}
+
 /* ---- pool ---- */
 
 struct pool_probe {
