@@ -27,9 +27,22 @@
  * Because the HTTP status goes out before the worker runs, failures found
  * by the worker (a model file that does not load) are reported inside the
  * body, as Ollama does for streams: {"error":"..."}.
+ *
+ * Embeddings. A slot holds either a decoder (model.h) or a BERT-family
+ * encoder (bert.h: GGUF architectures bert and nomic-bert, the embedding
+ * models people pull as all-minilm, bge or nomic-embed-text); which one is
+ * decided when the file is loaded, by its general.architecture. The
+ * three embedding routes use the encoder's pooled, normalised output when
+ * the named model is an encoder, and for a decoder the mean of its final
+ * normalised hidden states (scaled to unit length) as before. Encoders
+ * only embed: generation and chat on one answer with an error. Inputs
+ * longer than the context are cut (keeping [SEP] for encoders) unless the
+ * request says "truncate": false, which makes them an error, as Ollama
+ * does.
  */
 #include "service.h"
 
+#include "bert.h"
 #include "catalog.h"
 #include "chat.h"
 #include "log.h"
@@ -65,6 +78,7 @@ enum job_kind {
 
 struct ctx_slot {
 	struct ab_llm_ctx *ctx;
+	struct ab_bert_ctx *bctx; /* encoder slots: instead of ctx */
 	int32_t *hist;   /* tokens in the KV cache */
 	int n_hist;
 	bool busy;
@@ -73,7 +87,8 @@ struct ctx_slot {
 struct slot {
 	char *path;
 	char *name;
-	struct ab_llm_model *model;
+	struct ab_llm_model *model; /* a decoder, or NULL and: */
+	struct ab_bert *bert;       /* a BERT-family encoder (embeddings only) */
 	enum ab_chat_family fam;
 	struct ctx_slot ctxs[MAX_CTX_PER_SLOT];
 	int busy;        /* jobs using it */
@@ -100,6 +115,8 @@ struct job {
 	size_t n_stops;
 	bool raw;
 	bool stream;
+	bool no_truncate;      /* embeddings: "truncate": false */
+	bool b64;              /* /v1/embeddings: "encoding_format": "base64" */
 	int64_t keep_alive_s;  /* <0 forever */
 	bool oai_usage;        /* stream_options.include_usage */
 	/* proxy */
@@ -261,9 +278,11 @@ static void slot_free(struct slot *s)
 		return;
 	for (int i = 0; i < MAX_CTX_PER_SLOT; i++) {
 		ab_llm_ctx_free(s->ctxs[i].ctx);
+		ab_bert_ctx_free(s->ctxs[i].bctx);
 		free(s->ctxs[i].hist);
 	}
 	ab_llm_model_free(s->model);
+	ab_bert_free(s->bert);
 	free(s->path);
 	free(s->name);
 	free(s);
@@ -296,6 +315,20 @@ static void evict_idle(struct llm_state *st, int keep)
 	}
 }
 
+/* Loads the file of job j into s: an encoder (s->bert) when its
+ * architecture is a BERT-family one, else a decoder (s->model). */
+static int load_into(struct llm_state *st, const struct job *j, struct slot *s, char *err,
+		     size_t errlen)
+{
+	size_t budget = (size_t)st->svc->cfg->llm.mem_budget_mb * 1024 * 1024;
+	if (ab_bert_probe(j->path) == 1) {
+		struct ab_bert_load_opts bo = {.mem_budget = budget, .n_ctx = j->num_ctx};
+		return ab_bert_load(j->path, &bo, &s->bert, err, errlen);
+	}
+	struct ab_llm_load_opts lo = {.mem_budget = budget, .n_ctx = j->num_ctx};
+	return ab_llm_model_load(j->path, &lo, &s->model, err, errlen);
+}
+
 /* Finds or loads the model of job j and marks it busy. Returns the slot,
  * or NULL with a message in err. */
 static struct slot *acquire_model(struct llm_state *st, struct job *j, double *load_ms,
@@ -315,12 +348,8 @@ static struct slot *acquire_model(struct llm_state *st, struct job *j, double *l
 	pthread_mutex_unlock(&st->lock);
 
 	double t0 = ab_now_ms_f();
-	struct ab_llm_load_opts lo = {
-		.mem_budget = (size_t)st->svc->cfg->llm.mem_budget_mb * 1024 * 1024,
-		.n_ctx = j->num_ctx,
-	};
-	struct ab_llm_model *m = NULL;
-	int rc = ab_llm_model_load(j->path, &lo, &m, err, errlen);
+	struct slot *s = ab_xcalloc(1, sizeof(*s));
+	int rc = load_into(st, j, s, err, errlen);
 	if (rc < 0) {
 		/* maybe other idle models hold the memory: free them and retry */
 		pthread_mutex_lock(&st->lock);
@@ -328,23 +357,35 @@ static struct slot *acquire_model(struct llm_state *st, struct job *j, double *l
 		evict_idle(st, 0);
 		bool freed = st->n_slots < before;
 		pthread_mutex_unlock(&st->lock);
-		if (!freed || ab_llm_model_load(j->path, &lo, &m, err, errlen) < 0)
+		if (!freed || load_into(st, j, s, err, errlen) < 0) {
+			slot_free(s);
 			return NULL;
+		}
 	}
 	*load_ms = ab_now_ms_f() - t0;
-	struct slot *s = ab_xcalloc(1, sizeof(*s));
 	s->path = ab_xstrdup(j->path);
 	s->name = ab_xstrdup(j->model);
-	s->model = m;
 	s->loaded_wall_ms = ab_wall_ms();
-	char *tmpl = NULL;
-	const struct ab_gguf *g = ab_llm_model_gguf(m);
-	if (g)
-		ab_gguf_get_str(g, "tokenizer.chat_template", &tmpl);
-	s->fam = ab_chat_detect(tmpl);
-	free(tmpl);
-	ab_log(AB_LOG_INFO, "loaded model %s from %s in %.0f ms (chat template %s)", s->name,
-	       s->path, *load_ms, ab_chat_family_name(s->fam));
+	if (s->bert) {
+		const struct ab_bert_hparams *bh = ab_bert_hparams(s->bert);
+		ab_log(AB_LOG_INFO,
+		       "loaded embedding model %s from %s in %.0f ms (%s, %d dimensions, %s "
+		       "pooling, context %d)",
+		       s->name, s->path, *load_ms, bh->arch, bh->n_embd,
+		       bh->pooling == AB_BERT_POOL_CLS	  ? "cls"
+		       : bh->pooling == AB_BERT_POOL_LAST ? "last"
+							  : "mean",
+		       bh->n_ctx_train);
+	} else {
+		char *tmpl = NULL;
+		const struct ab_gguf *g = ab_llm_model_gguf(s->model);
+		if (g)
+			ab_gguf_get_str(g, "tokenizer.chat_template", &tmpl);
+		s->fam = ab_chat_detect(tmpl);
+		free(tmpl);
+		ab_log(AB_LOG_INFO, "loaded model %s from %s in %.0f ms (chat template %s)",
+		       s->name, s->path, *load_ms, ab_chat_family_name(s->fam));
+	}
 	pthread_mutex_lock(&st->lock);
 	/* another worker may have loaded it meanwhile: keep one */
 	for (int i = 0; i < st->n_slots; i++) {
@@ -394,7 +435,8 @@ static struct ctx_slot *acquire_ctx(struct llm_state *st, struct slot *s, int n_
 		struct ctx_slot *cs = &s->ctxs[i];
 		if (cs->busy)
 			continue;
-		if (cs->ctx && ab_llm_ctx_n_ctx(cs->ctx) == n_ctx) {
+		if ((cs->ctx && ab_llm_ctx_n_ctx(cs->ctx) == n_ctx) ||
+		    (cs->bctx && ab_bert_ctx_n_ctx(cs->bctx) == n_ctx)) {
 			cs->busy = true;
 			pthread_mutex_unlock(&st->lock);
 			return cs;
@@ -410,10 +452,21 @@ static struct ctx_slot *acquire_ctx(struct llm_state *st, struct slot *s, int n_
 	free_cs->busy = true;
 	pthread_mutex_unlock(&st->lock);
 	ab_llm_ctx_free(free_cs->ctx);
+	ab_bert_ctx_free(free_cs->bctx);
 	free(free_cs->hist);
 	free_cs->ctx = NULL;
+	free_cs->bctx = NULL;
 	free_cs->hist = NULL;
 	free_cs->n_hist = 0;
+	if (s->bert) {
+		if (ab_bert_ctx_new(s->bert, n_ctx, threads, &free_cs->bctx, err, errlen) < 0) {
+			pthread_mutex_lock(&st->lock);
+			free_cs->busy = false;
+			pthread_mutex_unlock(&st->lock);
+			return NULL;
+		}
+		return free_cs;
+	}
 	if (ab_llm_ctx_new(s->model, n_ctx, threads, &free_cs->ctx, err, errlen) < 0) {
 		pthread_mutex_lock(&st->lock);
 		free_cs->busy = false;
@@ -703,6 +756,13 @@ static void run_generation(struct llm_state *st, struct job *j)
 		goto out;
 	}
 	g.s = s;
+	if (s->bert) {
+		job_error(j,
+			  "model %s is an embedding model (%s): it serves /api/embed, "
+			  "/api/embeddings and /v1/embeddings, not generation or chat",
+			  j->model, ab_bert_hparams(s->bert)->arch);
+		goto out;
+	}
 	g.tok = ab_llm_model_tok(s->model);
 	const struct ab_llm_hparams *hp = ab_llm_model_hparams(s->model);
 
@@ -881,9 +941,10 @@ static void on_hidden(void *ud, const char *name, const float *data, int n_token
 }
 
 /* Mean of the final normalised hidden states over the input's tokens,
- * scaled to unit length: the sentence embedding of a decoder model. */
-static int embed_one(struct slot *s, struct ctx_slot *cs, const char *text, float *out,
-		     int *n_tokens, char *err, size_t errlen)
+ * scaled to unit length: the sentence embedding of a decoder model.
+ * Inputs longer than the context are cut unless truncation is off. */
+static int embed_one(struct slot *s, struct ctx_slot *cs, const char *text, bool no_truncate,
+		     float *out, int *n_tokens, char *err, size_t errlen)
 {
 	const struct ab_llm_hparams *hp = ab_llm_model_hparams(s->model);
 	const struct ab_tok *tok = ab_llm_model_tok(s->model);
@@ -901,6 +962,12 @@ static int embed_one(struct slot *s, struct ctx_slot *cs, const char *text, floa
 	if (n == 0) {
 		int32_t bos = ab_tok_bos(tok);
 		toks[n++] = bos >= 0 ? bos : 0;
+	}
+	if (n > n_ctx && no_truncate) {
+		snprintf(err, errlen, "the input is %d tokens, longer than the context of %d", n,
+			 n_ctx);
+		rc = AB_ETOOBIG;
+		goto out;
 	}
 	if (n > n_ctx)
 		n = n_ctx; /* truncate, as Ollama does by default */
@@ -934,6 +1001,57 @@ out:
 	return rc;
 }
 
+/* An encoder's embedding of text: [CLS] pieces [SEP], the pieces cut to
+ * the context unless truncation is off; pooled and normalised by bert.c. */
+static int embed_bert(struct ctx_slot *cs, const char *text, bool no_truncate, float *out,
+		      int *n_tokens, char *err, size_t errlen)
+{
+	bool cut = false;
+	int rc = ab_bert_embed(cs->bctx, text, strlen(text), out, n_tokens, &cut);
+	if (rc < 0) {
+		snprintf(err, errlen, "evaluation failed: %s", ab_strerror(rc));
+		return rc;
+	}
+	if (cut && no_truncate) {
+		snprintf(err, errlen, "the input is longer than the context of %d tokens",
+			 ab_bert_ctx_n_ctx(cs->bctx));
+		return AB_ETOOBIG;
+	}
+	return 0;
+}
+
+/* OpenAI's "encoding_format": "base64": the little-endian float32 bytes
+ * of the vector in standard base64, as a JSON string (the official
+ * clients ask for this by default and decode it). */
+static json_t *b64_floats(const float *v, int n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t nb = (size_t)n * 4;
+	uint8_t *b = ab_xmalloc(nb + 2);
+	for (int i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, &v[i], 4);
+		for (int k = 0; k < 4; k++)
+			b[4 * (size_t)i + (size_t)k] = (uint8_t)(u >> (8 * k));
+	}
+	b[nb] = b[nb + 1] = 0;
+	char *out = ab_xmalloc((nb + 2) / 3 * 4 + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < nb; i += 3) {
+		uint32_t w = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+		out[o++] = tab[w >> 18 & 63];
+		out[o++] = tab[w >> 12 & 63];
+		out[o++] = i + 1 < nb ? tab[w >> 6 & 63] : '=';
+		out[o++] = i + 2 < nb ? tab[w & 63] : '=';
+	}
+	out[o] = '\0';
+	json_t *s = json_string(out);
+	free(out);
+	free(b);
+	return s;
+}
+
 static void run_embedding(struct llm_state *st, struct job *j)
 {
 	char err[512];
@@ -946,27 +1064,54 @@ static void run_embedding(struct llm_state *st, struct job *j)
 		job_error(j, "cannot load model %s: %s", j->model, err);
 		goto out;
 	}
-	const struct ab_llm_hparams *hp = ab_llm_model_hparams(s->model);
-	int n_ctx = j->num_ctx > 0 ? j->num_ctx : st->svc->cfg->llm.num_ctx;
-	if (hp->n_ctx_train > 0 && n_ctx > hp->n_ctx_train)
-		n_ctx = hp->n_ctx_train;
+	/* an encoder's own context (all of it by default: its inputs are short
+	 * and its memory small); a decoder's as for generation */
+	int n_embd, n_ctx_train, n_ctx;
+	if (s->bert) {
+		const struct ab_bert_hparams *bh = ab_bert_hparams(s->bert);
+		n_embd = bh->n_embd;
+		n_ctx_train = bh->n_ctx_train;
+		n_ctx = j->num_ctx > 0 ? j->num_ctx : n_ctx_train;
+	} else {
+		const struct ab_llm_hparams *hp = ab_llm_model_hparams(s->model);
+		n_embd = hp->n_embd;
+		n_ctx_train = hp->n_ctx_train;
+		n_ctx = j->num_ctx > 0 ? j->num_ctx : st->svc->cfg->llm.num_ctx;
+	}
+	if (n_ctx_train > 0 && n_ctx > n_ctx_train)
+		n_ctx = n_ctx_train;
 	cs = acquire_ctx(st, s, n_ctx, j->threads, err, sizeof(err));
 	if (!cs) {
 		job_error(j, "%s", err);
 		goto out;
 	}
-	float *v = ab_xcalloc((size_t)hp->n_embd, sizeof(float));
+	float *v = ab_xcalloc((size_t)n_embd, sizeof(float));
 	for (size_t i = 0; i < j->n_inputs; i++) {
 		int nt = 0;
-		if (embed_one(s, cs, j->inputs[i], v, &nt, err, sizeof(err)) < 0) {
+		int rc = s->bert ? embed_bert(cs, j->inputs[i], j->no_truncate, v, &nt, err,
+					      sizeof(err))
+				 : embed_one(s, cs, j->inputs[i], j->no_truncate, v, &nt, err,
+					     sizeof(err));
+		for (int k = 0; rc == 0 && k < n_embd; k++)
+			if (!isfinite(v[k])) {
+				snprintf(err, sizeof(err),
+					 "the model produced a non-finite value (broken weights?)");
+				rc = AB_EINVAL;
+			}
+		if (rc < 0) {
 			free(v);
 			job_error(j, "embedding failed: %s", err);
 			goto out;
 		}
 		total_tokens += nt;
-		json_t *a = json_array();
-		for (int k = 0; k < hp->n_embd; k++)
-			json_array_append_new(a, json_real(v[k]));
+		json_t *a;
+		if (j->b64) {
+			a = b64_floats(v, n_embd);
+		} else {
+			a = json_array();
+			for (int k = 0; k < n_embd; k++)
+				json_array_append_new(a, json_real(v[k]));
+		}
 		json_array_append_new(vecs, a);
 		if (ab_http_stream_closed(j->out))
 			break;
@@ -1573,6 +1718,19 @@ static void embed_common(struct ab_http_req *req, enum job_kind kind, const char
 	const char *why = take_inputs(j, json_object_get(b, field));
 	if (!why && !oai)
 		why = ollama_options(j, json_object_get(b, "options"));
+	json_t *fmt = oai ? json_object_get(b, "encoding_format") : NULL;
+	if (!why && fmt && !json_is_null(fmt)) {
+		const char *f = json_string_value(fmt);
+		if (f && !strcmp(f, "base64"))
+			j->b64 = true;
+		else if (!f || strcmp(f, "float"))
+			why = "encoding_format must be float or base64";
+	}
+	json_t *tr = json_object_get(b, "truncate");
+	if (!why && tr && !json_is_boolean(tr))
+		why = "truncate must be true or false";
+	if (!why && tr)
+		j->no_truncate = json_is_false(tr);
 	if (!why)
 		why = keep_alive_field(j, b);
 	admit(req, st, j, why);
