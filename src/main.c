@@ -29,6 +29,7 @@ static const struct {
 	{"model", ab_cmd_model, "inspect, convert, synthesise and list models"},
 	{"run", ab_cmd_run, "generate text with a model on this machine"},
 	{"chat", ab_cmd_chat, "chat with the cluster's LLM through the coordinator"},
+	{"kb", ab_cmd_kb, "the knowledge base: add, search, rm, eval"},
 	{"version", cmd_version, "print the version"},
 };
 

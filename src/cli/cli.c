@@ -5,10 +5,13 @@
 
 #include "catalog.h"
 #include "log.h"
+#include "secrets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -146,4 +149,65 @@ void ab_cli_model_dirs(const struct ab_config *cfg, char **models_dir, char **ol
 		*ollama_dir = ab_xstrdup(cfg->llm.ollama_dir);
 	else
 		*ollama_dir = ab_catalog_default_ollama_dir();
+}
+
+/* Where autobot.so is: services.redis.module if set, else next to this
+ * binary in a build tree (src/redismod/autobot.so) or in the lib folder of
+ * an installation (../lib[/<multiarch>]/autobot/autobot.so). out = "" when
+ * the config says "none" or nothing is found (then the knowledge base is
+ * unavailable, which the coordinator reports). 0 or AB_ENOTFOUND when a
+ * configured path is not readable. */
+int ab_cli_module_path(const struct ab_config *cfg, char *out, size_t len)
+{
+	if (len < PATH_MAX)
+		return AB_EINVAL; /* realpath() writes up to PATH_MAX */
+	out[0] = '\0';
+	const char *want = cfg->redis_module;
+	if (want && !strcmp(want, "none"))
+		return 0;
+	if (want && want[0]) {
+		if (access(want, R_OK) != 0 || !realpath(want, out)) {
+			out[0] = '\0';
+			return AB_ENOTFOUND;
+		}
+		return 0;
+	}
+	char self[PATH_MAX];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (sl <= 0)
+		return 0;
+	self[sl] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	static const char *const rel[] = {
+		"src/redismod/autobot.so",
+		"../lib/autobot/autobot.so",
+		"../lib/x86_64-linux-gnu/autobot/autobot.so",
+		"../lib/aarch64-linux-gnu/autobot/autobot.so",
+	};
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		char cand[PATH_MAX];
+		snprintf(cand, sizeof(cand), "%s/%s", self, rel[i]);
+		if (access(cand, R_OK) == 0 && realpath(cand, out))
+			return 0;
+	}
+	out[0] = '\0';
+	return 0;
+}
+
+int ab_cli_token(const struct ab_config *cfg, const char *cmd, char *out, size_t len)
+{
+	const char *envtok = getenv("AUTOBOT_TOKEN");
+	if (envtok && *envtok) {
+		ab_strlcpy(out, envtok, len);
+		return 0;
+	}
+	char *p = ab_xasprintf("%s/admin.token", cfg->state_dir);
+	int e = ab_secrets_read_file(p, out, len);
+	if (e < 0)
+		fprintf(stderr, "autobot %s: no token: set AUTOBOT_TOKEN or make %s readable (%s)\n",
+			cmd, p, ab_strerror(e));
+	free(p);
+	return e;
 }

@@ -59,7 +59,17 @@ int ab_cli_int(const char *cmd, const char *opt, const char *v, long long min, l
  * names are looked up in. Caller frees both. */
 void ab_cli_model_dirs(const struct ab_config *cfg, char **models_dir, char **ollama_dir);
 
+/* Where autobot.so is: services.redis.module if set, else next to this
+ * binary (build tree or installation). out (PATH_MAX bytes) = "" when the
+ * config says "none" or none is found; AB_ENOTFOUND when a configured path
+ * is not readable. */
+int ab_cli_module_path(const struct ab_config *cfg, char *out, size_t len);
+/* The API token: $AUTOBOT_TOKEN, else <state_dir>/admin.token. Prints why
+ * not on stderr (naming cmd) and returns <0 when there is none. */
+int ab_cli_token(const struct ab_config *cfg, const char *cmd, char *out, size_t len);
+
 int ab_cmd_up(int argc, char **argv);
+int ab_cmd_kb(int argc, char **argv);
 int ab_cmd_serve(int argc, char **argv);
 int ab_cmd_health(int argc, char **argv);
 int ab_cmd_status(int argc, char **argv);

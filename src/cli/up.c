@@ -91,6 +91,19 @@ static int write_redis_conf(const struct ab_config *cfg, const struct ab_secrets
 		      rs->host, rs->port, adir);
 	if (sec->redis_password[0])
 		ab_buf_printf(&b, "requirepass \"%s\"\n", sec->redis_password);
+	char module[PATH_MAX];
+	rc = ab_cli_module_path(cfg, module, sizeof(module));
+	if (rc < 0) {
+		snprintf(err, errlen, "services.redis.module: cannot read %s", cfg->redis_module);
+		ab_buf_free(&b);
+		return rc;
+	}
+	if (module[0])
+		ab_buf_printf(&b, "loadmodule \"%s\"\n", module);
+	else if (strcmp(cfg->redis_module, "none") != 0)
+		ab_log(AB_LOG_WARN, "autobot.so not found next to %s: redis starts without it and "
+				    "the knowledge base is unavailable (set services.redis.module)",
+		       "the autobot binary");
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;

@@ -104,6 +104,7 @@ struct key {
 
 static int check_cidr(const char *item, struct ab_buf *why);
 static int check_provider(const char *item, struct ab_buf *why);
+static int check_embedder(const char *item, struct ab_buf *why);
 static int check_origin(const char *item, struct ab_buf *why);
 
 #define OFF(m) offsetof(struct ab_config, m)
@@ -142,6 +143,10 @@ static const struct key keys[] = {
 	 .off = OFF(services[AB_ROLE_REDIS].managed), .role = AB_ROLE_REDIS,
 	 .help = "whether autobot up starts a private redis-server (default: "
 		 "true when the redis host is a loopback address)"},
+	{.path = "services.redis.module", .type = T_STR, .off = OFF(redis_module), .def = "",
+	 .role = AB_ROLE_REDIS,
+	 .help = "autobot.so for the managed redis-server (\"\" = the one built or installed "
+		 "with this autobot; \"none\" = load no module: no knowledge base)"},
 	SVC_BASE("ai", AB_ROLE_AI, 8080, "false"),
 	SVC_BASE("browser", AB_ROLE_BROWSER, 3000, "false"),
 	SVC_BASE("llm", AB_ROLE_LLM, 11434, "true"),
@@ -208,6 +213,31 @@ static const struct key keys[] = {
 	{.path = "llm.num_ctx", .type = T_INT, .off = OFF(llm.num_ctx), .min = 16,
 	 .max = 1 << 20, .def = "2048", .role = -1,
 	 .help = "default context length in tokens"},
+	{.path = "kb.embedder", .type = T_NAME, .off = OFF(kb.embedder), .def = "builtin",
+	 .role = -1, .check = check_embedder,
+	 .help = "builtin (hashed n-grams, no model), llm (the llm role), ollama or openai "
+		 "(kb.embed_url)"},
+	{.path = "kb.embed_model", .type = T_STR, .off = OFF(kb.embed_model), .def = "",
+	 .role = -1, .help = "embedding model for the llm/ollama/openai embedders"},
+	{.path = "kb.embed_url", .type = T_STR, .off = OFF(kb.embed_url), .def = "",
+	 .role = -1, .help = "base URL of the ollama/openai embedding server"},
+	{.path = "kb.embed_api_key", .type = T_STR, .off = OFF(kb.embed_api_key), .def = "",
+	 .secret = true, .role = -1, .help = "bearer key for an openai embedding server"},
+	{.path = "kb.chunk_tokens", .type = T_INT, .off = OFF(kb.chunk_tokens), .min = 16,
+	 .max = 8192, .def = "256", .role = -1, .help = "target chunk size in tokens"},
+	{.path = "kb.chunk_overlap", .type = T_INT, .off = OFF(kb.chunk_overlap), .min = 0,
+	 .max = 4096, .def = "32", .role = -1, .help = "tokens shared by consecutive chunks"},
+	{.path = "kb.max_upload_mb", .type = T_INT, .off = OFF(kb.max_upload_mb), .min = 1,
+	 .max = 4096, .def = "64", .role = -1, .help = "largest document accepted, in MiB"},
+	{.path = "kb.workers", .type = T_INT, .off = OFF(kb.workers), .min = 0, .max = 64,
+	 .def = "1", .role = -1,
+	 .help = "ingestion workers per coordinator (0 = this one takes no jobs)"},
+	{.path = "kb.job_attempts", .type = T_INT, .off = OFF(kb.job_attempts), .min = 1,
+	 .max = 100, .def = "3", .role = -1,
+	 .help = "deliveries of a job before it goes to the dead-letter stream"},
+	{.path = "kb.job_visibility_ms", .type = T_INT, .off = OFF(kb.job_visibility_ms),
+	 .min = 100, .max = 86400000, .def = "60000", .role = -1,
+	 .help = "a job idle this long is taken over by another worker"},
 	{.path = "log.level", .type = T_LEVEL, .off = OFF(log_level), .def = "info",
 	 .role = -1, .help = "debug, info, warn or error"},
 	{.path = "log.format", .type = T_FORMAT, .off = OFF(log_json),
@@ -441,6 +471,15 @@ static int check_provider(const char *item, struct ab_buf *why)
 	if (!strcmp(item, "builtin") || !strcmp(item, "ollama") || !strcmp(item, "openai"))
 		return 0;
 	ab_buf_printf(why, "expected builtin, ollama or openai, got \"%s\"", item);
+	return -1;
+}
+
+static int check_embedder(const char *item, struct ab_buf *why)
+{
+	if (!strcmp(item, "builtin") || !strcmp(item, "llm") || !strcmp(item, "ollama") ||
+	    !strcmp(item, "openai"))
+		return 0;
+	ab_buf_printf(why, "expected builtin, llm, ollama or openai, got \"%s\"", item);
 	return -1;
 }
 
@@ -1388,6 +1427,11 @@ void ab_config_free(struct ab_config *cfg)
 	free(cfg->llm.model);
 	free(cfg->llm.models_dir);
 	free(cfg->llm.ollama_dir);
+	free(cfg->redis_module);
+	free(cfg->kb.embedder);
+	free(cfg->kb.embed_model);
+	free(cfg->kb.embed_url);
+	free(cfg->kb.embed_api_key);
 	free(cfg);
 }
 

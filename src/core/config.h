@@ -84,6 +84,19 @@ struct ab_config {
 		int threads;         /* llm.threads (0 = by model size) */
 		int num_ctx;         /* llm.num_ctx */
 	} llm;
+	char *redis_module;      /* services.redis.module ("" = found; "none") */
+	struct {
+		char *embedder;      /* kb.embedder: builtin | llm | ollama | openai */
+		char *embed_model;   /* kb.embed_model */
+		char *embed_url;     /* kb.embed_url */
+		char *embed_api_key; /* kb.embed_api_key (secret) */
+		int chunk_tokens;    /* kb.chunk_tokens */
+		int chunk_overlap;   /* kb.chunk_overlap */
+		int max_upload_mb;   /* kb.max_upload_mb */
+		int workers;         /* kb.workers */
+		int job_attempts;    /* kb.job_attempts */
+		int job_visibility_ms; /* kb.job_visibility_ms */
+	} kb;
 };
 
 /* Where the layers come from. Any pointer may be NULL. */

@@ -162,6 +162,7 @@ struct conn {
 	/* the current request */
 	struct ab_http_req req;
 	bool started, replied, expect_body, body_over, deferred;
+	long long max_body;      /* of the matched route */
 	struct hdr_scan h;       /* pointers into MHD's copy of the headers */
 	int status;
 	size_t bytes;
@@ -841,13 +842,16 @@ static void first_call(struct conn *c, const char *method)
 		req->level = level;
 	}
 
+	c->max_body = (r->flags & AB_ROUTE_UPLOAD) && srv->opts.max_upload_bytes > 0
+			      ? srv->opts.max_upload_bytes
+			      : srv->opts.max_body_bytes;
 	long long cl = 0;
 	if (h.content_length) {
 		if (ab_parse_int(h.content_length, 0, INT64_MAX, &cl) != 0) {
 			reply_error(c, 400, "bad_request", "malformed Content-Length");
 			return;
 		}
-		if (cl > srv->opts.max_body_bytes) {
+		if (cl > c->max_body) {
 			reply_error(c, 413, "payload_too_large", "request body exceeds the limit");
 			return;
 		}
@@ -894,12 +898,13 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *mc, const cha
 		*upload_data_size = 0;
 		if (c->replied)
 			return MHD_YES; /* answered already; drain */
-		if (c->body_over || (long long)(c->body.len + n) > c->srv->opts.max_body_bytes) {
+		long long limit = c->max_body > 0 ? c->max_body : c->srv->opts.max_body_bytes;
+		if (c->body_over || (long long)(c->body.len + n) > limit) {
 			/* drain the rest to answer 413 at the end, but not forever */
 			c->body_over = true;
 			ab_buf_free(&c->body);
 			c->discarded += n;
-			if ((long long)c->discarded > 4 * c->srv->opts.max_body_bytes + (1 << 20))
+			if ((long long)c->discarded > 4 * limit + (1 << 20))
 				return MHD_NO;
 			return MHD_YES;
 		}
@@ -934,6 +939,7 @@ static void reset_request(struct conn *c)
 	memset(&c->req, 0, sizeof(c->req));
 	c->started = c->replied = c->expect_body = c->body_over = c->deferred = false;
 	c->status = 0;
+	c->max_body = 0;
 	c->bytes = 0;
 	c->discarded = 0;
 	c->origin = NULL;

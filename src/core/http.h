@@ -43,6 +43,7 @@ const char *ab_access_name(enum ab_access a);
 #define AB_ROUTE_JSON_BODY 0x1u /* body must be a JSON document (400 if not) */
 #define AB_ROUTE_STREAM 0x2u    /* documented as text/event-stream */
 #define AB_ROUTE_HIDDEN 0x4u    /* not listed in openapi/docs */
+#define AB_ROUTE_UPLOAD 0x8u    /* body limit max_upload_bytes, not max_body_bytes */
 
 #define AB_HTTP_MAX_PARAMS 8
 
@@ -93,6 +94,7 @@ struct ab_http_opts {
 	char *const *cors_origins;    /* exact origins, e.g. http://h:5173 */
 	size_t n_cors;
 	long long max_body_bytes;     /* default 1 MiB */
+	long long max_upload_bytes;   /* AB_ROUTE_UPLOAD routes; default max_body_bytes */
 	long long max_header_bytes;   /* default 16 KiB */
 	int threads;                  /* worker threads; default 2 */
 	int request_timeout_ms;       /* idle connection timeout; default 30000 */

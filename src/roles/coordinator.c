@@ -12,6 +12,7 @@
  * event to every subscriber. Waiting clients cost a queue entry, not a
  * thread; the hub sleeps on a condition variable when nobody listens.
  */
+#include "kb_api.h"
 #include "sessions.h"
 #include "service.h"
 
@@ -38,7 +39,13 @@ struct coord {
 	size_t n_subs;
 	bool kick;  /* a new subscriber waits for its first event */
 	struct ab_chat *chat;
+	struct ab_kb_api *kb;
 };
+
+struct ab_kb_api *ab_coord_kb(struct ab_service *svc)
+{
+	return ((struct coord *)svc->state)->kb;
+}
 
 struct ab_chat *ab_coord_chat(struct ab_service *svc)
 {
@@ -331,6 +338,9 @@ static int coord_init(struct ab_service *svc, char *err, size_t errlen)
 	int rc = ab_chat_new(svc, &c->chat, err, errlen);
 	if (rc < 0)
 		return rc;
+	rc = ab_kb_api_new(svc, &c->kb, err, errlen);
+	if (rc < 0)
+		return rc;
 	rc = pthread_create(&c->hub, NULL, hub_main, c);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start the health hub: %s", ab_strerror(-rc));
@@ -352,6 +362,7 @@ static void coord_fini(struct ab_service *svc)
 	if (c->hub_started)
 		pthread_join(c->hub, NULL);
 	ab_chat_free(c->chat);
+	ab_kb_api_free(c->kb);
 	for (size_t i = 0; i < c->n_subs; i++)
 		ab_http_stream_close(c->subs[i]);
 	free(c->subs);
@@ -396,6 +407,22 @@ static const struct ab_route routes[] = {
 	 "send {content}: the answer streams as server-sent events (start, token..., done)"},
 	{"POST", "/api/chat/sessions/{id}/cancel", ab_chat_h_cancel, AB_ACCESS_USER, 0,
 	 "stop the answer running in a session (the partial answer is kept)"},
+	{"POST", "/api/knowledge/documents", ab_kb_h_add, AB_ACCESS_USER, AB_ROUTE_UPLOAD,
+	 "add a document: multipart upload (file, title, tags, source, id) or JSON {text|url, ...}"},
+	{"GET", "/api/knowledge/documents", ab_kb_h_list, AB_ACCESS_VIEWER, 0,
+	 "documents, newest first (?offset=&limit=)"},
+	{"GET", "/api/knowledge/documents/{id}", ab_kb_h_get, AB_ACCESS_VIEWER, 0,
+	 "one document's metadata and indexing status"},
+	{"DELETE", "/api/knowledge/documents/{id}", ab_kb_h_delete, AB_ACCESS_USER, 0,
+	 "remove a document and all its chunks"},
+	{"POST", "/api/knowledge/search", ab_kb_h_search, AB_ACCESS_VIEWER, AB_ROUTE_JSON_BODY,
+	 "hybrid | bm25 | vector search: {query, k, mode, filters: {tags, source, type}}"},
+	{"GET", "/api/knowledge/stats", ab_kb_h_stats, AB_ACCESS_VIEWER, 0,
+	 "documents, chunks, vectors, embedder"},
+	{"GET", "/api/jobs/{id}", ab_job_h_get, AB_ACCESS_VIEWER, 0, "a background job's state"},
+	{"GET", "/api/jobs/{id}/events", ab_job_h_events, AB_ACCESS_VIEWER, AB_ROUTE_STREAM,
+	 "a job's progress as server-sent events, until it ends"},
+	{"POST", "/api/jobs/{id}/cancel", ab_job_h_cancel, AB_ACCESS_USER, 0, "ask a job to stop"},
 };
 
 const struct ab_role_def ab_role_coordinator = {

@@ -19,6 +19,9 @@
  */
 #include "sessions.h"
 
+#include "kb.h"
+#include "kb_api.h"
+
 #include "keys.h"
 #include "log.h"
 
@@ -42,6 +45,7 @@ struct turn {
 	struct ab_buf line;     /* partial NDJSON line */
 	struct ab_buf answer;
 	json_t *stats;          /* the llm's final object */
+	json_t *sources;        /* passages given to the model ("rag": true), or NULL */
 	char error[256];
 	atomic_bool cancelled; /* set by the cancel route, read by the relay */
 	bool added;
@@ -202,6 +206,7 @@ static void turn_free(struct turn *t)
 	ab_buf_free(&t->line);
 	ab_buf_free(&t->answer);
 	json_decref(t->stats);
+	json_decref(t->sources);
 	if (t->out)
 		ab_http_stream_close(t->out);
 	free(t);
@@ -224,8 +229,12 @@ static void turn_finish(struct turn *t, CURLcode rc)
 					(json_int_t)ab_wall_ms(), "model", t->model);
 		if (t->cancelled)
 			json_object_set_new(msg, "cancelled", json_true());
+		if (t->sources)
+			json_object_set(msg, "sources", t->sources);
 		save_message(svc->redis, t->session, msg);
 		json_t *d = json_pack("{s:O,s:b}", "message", msg, "cancelled", t->cancelled);
+		if (t->sources)
+			json_object_set(d, "sources", t->sources);
 		if (t->stats) {
 			json_object_set(d, "eval_count", json_object_get(t->stats, "eval_count"));
 			json_object_set(d, "prompt_eval_count",
@@ -591,6 +600,68 @@ static struct turn *find_turn(struct ab_chat *c, const char *id)
 	return NULL;
 }
 
+/* Retrieves passages for a message: hybrid search of the knowledge base
+ * ("rag_k" results, default 4; "rag_filters" as for /api/knowledge/search).
+ * *sources: [{doc_id, title, page, chunk, score, text}] (caller decrefs);
+ * *context: the instructions and numbered passages for the system prompt
+ * (caller frees), NULL when nothing was found. */
+static int rag_passages(struct ab_service *svc, const json_t *body, const char *question,
+			json_t **sources, char **context, char *err, size_t errlen)
+{
+	struct ab_kb *kb = ab_kb_api_kb(ab_coord_kb(svc));
+	*sources = NULL;
+	*context = NULL;
+	if (!kb) {
+		snprintf(err, errlen, "not configured on this coordinator");
+		return AB_EUNAVAIL;
+	}
+	json_t *k = json_object_get(body, "rag_k");
+	struct ab_kb_query q = {.text = question, .k = json_is_integer(k) ? (int)json_integer_value(k) : 4,
+				.mode = AB_KB_HYBRID, .filters = json_object_get(body, "rag_filters")};
+	if (q.k < 1 || q.k > 20) {
+		snprintf(err, errlen, "rag_k must be from 1 to 20");
+		return AB_EINVAL;
+	}
+	json_t *res = NULL;
+	int rc = ab_kb_search(kb, &q, &res, err, errlen);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_object_get(res, "results");
+	*sources = json_array();
+	struct ab_buf ctx;
+	ab_buf_init(&ctx);
+	size_t i;
+	json_t *r;
+	json_array_foreach(list, i, r) {
+		json_array_append_new(*sources, json_pack("{s:O, s:O, s:O?, s:O, s:O, s:O?}", "doc_id",
+						      json_object_get(r, "doc_id"), "title",
+						      json_object_get(r, "title"), "page",
+						      json_object_get(r, "page"), "chunk",
+						      json_object_get(r, "chunk"), "score",
+						      json_object_get(r, "score"), "text",
+						      json_object_get(r, "text")));
+		if (!ctx.len)
+			ab_buf_puts(&ctx, "Answer from the numbered passages below, which come from the "
+					  "user's documents. Cite the passages you use as [1], [2], ... "
+					  "If they do not contain the answer, say so.\n");
+		const char *title = json_string_value(json_object_get(r, "title"));
+		json_int_t page = json_integer_value(json_object_get(r, "page"));
+		ab_buf_printf(&ctx, "\n[%zu] %s", i + 1, title && *title ? title : "untitled");
+		if (page > 0)
+			ab_buf_printf(&ctx, ", page %lld", (long long)page);
+		ab_buf_printf(&ctx, ":\n%s\n", json_string_value(json_object_get(r, "text"))
+							? json_string_value(json_object_get(r, "text"))
+							: "");
+	}
+	json_decref(res);
+	if (ctx.len) {
+		ab_buf_putc(&ctx, '\0');
+		*context = ab_buf_steal(&ctx);
+	}
+	ab_buf_free(&ctx);
+	return 0;
+}
+
 void ab_chat_h_message(struct ab_http_req *req)
 {
 	struct ab_service *svc = req->ud;
@@ -644,11 +715,30 @@ void ab_chat_h_message(struct ab_http_req *req)
 		ab_service_reply_redis_error(req, err, NULL);
 		goto out;
 	}
+	/* "rag": true: passages from the knowledge base go into the prompt */
+	json_t *sources = NULL;
+	char *context = NULL;
+	if (json_is_true(json_object_get(req->json, "rag"))) {
+		char kerr[256] = "";
+		err = rag_passages(svc, req->json, content, &sources, &context, kerr, sizeof(kerr));
+		if (err < 0) {
+			json_decref(user);
+			ab_http_reply_error(req, err == AB_EUNAVAIL ? 503 : err == AB_EINVAL ? 400 : 502,
+					    "rag_failed", "knowledge base: %s",
+					    kerr[0] ? kerr : ab_strerror(err));
+			goto out;
+		}
+	}
 	/* the prompt: system, history (roles and text only), the new message */
 	json_t *conv = json_array();
 	const char *system = json_string_value(json_object_get(s, "system"));
-	if (system && *system)
-		json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "system", "content", system));
+	if ((system && *system) || context) {
+		char *sys = ab_xasprintf("%s%s%s", system ? system : "", system && *system && context ? "\n\n" : "",
+					 context ? context : "");
+		json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "system", "content", sys));
+		free(sys);
+	}
+	free(context);
 	size_t i;
 	json_t *m;
 	json_array_foreach(msgs, i, m)
@@ -663,6 +753,8 @@ void ab_chat_h_message(struct ab_http_req *req)
 
 	t = ab_xcalloc(1, sizeof(*t));
 	t->chat = c;
+	t->sources = sources;
+	sources = NULL;
 	t->started_ms = ab_now_ms();
 	ab_strlcpy(t->session, id, sizeof(t->session));
 	ab_strlcpy(t->model, model, sizeof(t->model));
@@ -701,6 +793,8 @@ void ab_chat_h_message(struct ab_http_req *req)
 		goto out;
 	}
 	json_t *hello = json_pack("{s:s,s:s,s:s}", "session", id, "model", model, "llm", llm);
+	if (t->sources)
+		json_object_set(hello, "sources", t->sources);
 	sse(t, "start", hello);
 	json_decref(hello);
 	t->next = c->pending;
@@ -711,6 +805,7 @@ void ab_chat_h_message(struct ab_http_req *req)
 out:
 	turn_free(t);
 	free(llm);
+	json_decref(sources);
 	json_decref(msgs);
 	json_decref(body);
 	json_decref(s);

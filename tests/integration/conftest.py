@@ -40,6 +40,8 @@ def _reap_everything():
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUTOBOT = os.environ.get("AUTOBOT_BIN", os.path.join(ROOT, "build", "autobot"))
+MODULE = os.environ.get("AUTOBOT_MODULE",
+                        os.path.join(os.path.dirname(AUTOBOT), "src", "redismod", "autobot.so"))
 
 
 def free_port(host="127.0.0.1"):
@@ -100,12 +102,17 @@ class Redis:
         self.dir = tmp
         self.proc = None
 
-    def start(self, appendonly=False):
+    def start(self, appendonly=False, module=False, extra=None):
         if not shutil.which("redis-server"):
             pytest.skip("redis-server is not installed (scripts/install-deps.sh installs it)")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes" if appendonly else "no",
                 "--dir", self.dir, "--requirepass", self.password]
+        if module:
+            if not os.path.exists(MODULE):
+                pytest.skip("%s is not built" % MODULE)
+            args += ["--loadmodule", MODULE]
+        args += extra or []
         self.proc = _track(subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL))
         assert wait_for(self.ping, 10), "redis-server did not start"
@@ -132,6 +139,91 @@ class Redis:
 
     def stop(self):
         self.kill()
+
+
+class RespError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+class Resp:
+    """A minimal blocking RESP2/RESP3 client: cmd(*args) -> parsed reply.
+
+    Bulk strings come back as bytes, errors raise RespError, RESP3 maps
+    as dicts, doubles as floats, nulls as None."""
+
+    def __init__(self, port, password=None, resp3=False, timeout=30):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        if resp3:
+            args = ["HELLO", "3"] + (["AUTH", "default", password] if password else [])
+            self.cmd(*args)
+        elif password:
+            self.cmd("AUTH", password)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, (int, float)):
+                a = repr(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
+
+    def cmd(self, *args):
+        self.send(*args)
+        return self.read()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise RespError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b",":
+            return float(rest)
+        if t == b"#":
+            return rest == b"t"
+        if t == b"_":
+            return None
+        if t in (b"$", b"="):
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t in (b"*", b"~", b">"):
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        if t == b"%":
+            n = int(rest)
+            out = {}
+            for _ in range(n):
+                k = self.read()
+                out[k] = self.read()
+            return out
+        raise ConnectionError("unexpected RESP type %r" % line)
 
 
 @pytest.fixture
