@@ -435,13 +435,17 @@ int ab_kb_api_new(struct ab_service *svc, struct ab_kb_api **out, char *err, siz
 	a->svc = svc;
 	char *llm_url = NULL;
 	const char *url = cfg->kb.embed_url;
-	if (!strcmp(cfg->kb.embedder, "llm"))
+	const char *key = cfg->kb.embed_api_key;
+	if (!strcmp(cfg->kb.embedder, "llm")) {
+		/* our own llm role: its URL from the config, the cluster token */
 		url = llm_url = ab_config_service_url(cfg, AB_ROLE_LLM);
+		key = svc->secrets.cluster_token;
+	}
 	struct ab_kb_opts o = {
 		.embedder = cfg->kb.embedder,
 		.embed_model = cfg->kb.embed_model,
 		.embed_url = url,
-		.embed_api_key = cfg->kb.embed_api_key,
+		.embed_api_key = key,
 		.chunk_tokens = cfg->kb.chunk_tokens,
 		.chunk_overlap = cfg->kb.chunk_overlap,
 		.max_bytes = (size_t)cfg->kb.max_upload_mb << 20,

@@ -314,3 +314,43 @@ def test_redis_killed_mid_ingest_loses_nothing(tmpdir_ab):
     finally:
         th.join(5)
         u.stop()
+
+
+@pytest.mark.parametrize("embedder", ["llm", "ollama", "openai"])
+def test_model_embedders(tmpdir_ab, embedder):
+    """kb.embedder llm (the llm role), ollama and openai (here: the llm role's
+    Ollama and OpenAI APIs) with a synthetic BERT encoder: random weights, so
+    only exactness can be checked: a chunk's own text finds it first."""
+    from test_embed import REF, python_numpy
+    models = os.path.join(tmpdir_ab, "models")
+    os.makedirs(models)
+    subprocess.check_call([python_numpy(), REF, "synth", "--arch", "bert", "--type", "f32",
+                           "--pooling", "1", "--seed", "3", "-o",
+                           os.path.join(models, "minibert.gguf")])
+    token = "cluster-token-for-embedding-tests"
+    u = Up(os.path.join(tmpdir_ab, "state"), extra=[
+        "--set", "services.llm.enabled=true", "--set", "llm.models_dir=" + models,
+        "--set", "llm.ollama_dir=" + os.path.join(tmpdir_ab, "none"),
+        "--set", "cluster.token=" + token,
+        "--set", "kb.embedder=" + embedder, "--set", "kb.embed_model=minibert"])
+    if embedder != "llm":
+        u.args += ["--set", "kb.embed_url=http://127.0.0.1:%d" % u.llm_port,
+                   "--set", "kb.embed_api_key=" + token]
+    u.start()
+    try:
+        texts = ["alpha beta gamma delta", "the quick brown fox", "lorem ipsum dolor sit amet"]
+        ids = []
+        for t in texts:
+            st, r = http_json("POST", u.port, "/api/knowledge/documents", token=u.token,
+                              body={"text": t, "title": ""}, timeout=30)
+            assert st == 202, r
+            state = wait_job(u, r["job"], timeout=60)
+            assert state["state"] == "done", state
+            ids.append(r["id"])
+        st, stats = http_json("GET", u.port, "/api/knowledge/stats", token=u.token)
+        assert stats["embedder"] == embedder and stats["dims"] > 0 and stats["vectors"] == 3
+        for i, t in enumerate(texts):
+            res = search(u, "\n\n" + t, k=1, mode="vector")
+            assert res[0]["doc_id"] == ids[i], (t, res)
+    finally:
+        u.stop()
