@@ -30,6 +30,10 @@ static const struct {
 	{"run", ab_cmd_run, "generate text with a model on this machine"},
 	{"chat", ab_cmd_chat, "chat with the cluster's LLM through the coordinator"},
 	{"kb", ab_cmd_kb, "the knowledge base: add, search, rm, eval"},
+	{"ssh-setup", ab_cmd_ssh_setup, "make and install the cluster's SSH key on every host"},
+	{"deploy", ab_cmd_deploy, "copy, install and start AutoBot on the configured hosts"},
+	{"backup", ab_cmd_backup, "create, list, verify and restore backups"},
+	{"logs", ab_cmd_logs, "read the logs of every role on every host"},
 	{"version", cmd_version, "print the version"},
 };
 

@@ -70,6 +70,10 @@ int ab_cli_token(const struct ab_config *cfg, const char *cmd, char *out, size_t
 
 int ab_cmd_up(int argc, char **argv);
 int ab_cmd_kb(int argc, char **argv);
+int ab_cmd_ssh_setup(int argc, char **argv);
+int ab_cmd_deploy(int argc, char **argv);
+int ab_cmd_backup(int argc, char **argv);
+int ab_cmd_logs(int argc, char **argv);
 int ab_cmd_serve(int argc, char **argv);
 int ab_cmd_health(int argc, char **argv);
 int ab_cmd_status(int argc, char **argv);
