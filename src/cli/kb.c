@@ -619,7 +619,7 @@ static int kb_eval(const struct ab_config *cfg, const char *dir, bool as_json, c
 		judged++;
 		for (int m = 0; m < 3; m++) {
 			struct ab_kb_query kq = {.text = text, .k = 1000, .mode = (enum ab_kb_mode)m,
-						 .per_document = true};
+						 .per_document = true, .ids_only = true};
 			json_t *out = NULL;
 			char err[256];
 			int e = ab_kb_search(kb, &kq, &out, err, sizeof(err));

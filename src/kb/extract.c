@@ -1255,16 +1255,15 @@ static void read_markdown(struct builder *b, const char *s, size_t n)
 
 /* The depth estimate (see the top of the file). Tags are told apart by a
  * hash of their lower-cased name. */
-#define LOOKBACK 16 /* how far down an end tag looks for its start tag */
+#define LOOKBACK 16 /* how far down the stack a tag looks for what it closes */
 
 static const char *const void_tags[] = {
-    /* void elements, and elements that close their open siblings (so
-     * that they never nest without something else between) */
-    "area",  "base", "basefont", "bgsound", "br",    "col",   "embed",    "frame",
-    "hr",    "img",  "input",    "keygen",  "link",  "meta",  "param",    "source",
-    "track", "wbr",  "p",        "li",      "dt",    "dd",    "option",   "optgroup",
-    "tr",    "td",   "th",       "thead",   "tbody", "tfoot", "colgroup", "caption",
-    "rb",    "rp",   "rt",       "rtc",     NULL,
+    /* void elements, and elements that the estimate leaves out because
+     * they are closed by their siblings or by the table around them */
+    "area",    "base",     "basefont", "bgsound", "br",   "col",   "embed",  "frame", "hr",
+    "img",     "input",    "keygen",   "link",    "meta", "param", "source", "track", "wbr",
+    "option",  "optgroup", "tr",       "td",      "th",   "thead", "tbody",  "tfoot", "colgroup",
+    "caption", "rb",       "rp",       "rt",      "rtc",  NULL,
 };
 static const char *const raw_tags[] = {
     /* their content is text up to their end tag */
@@ -1283,6 +1282,32 @@ static const char *const kept_tags[] = {
     /* end tags that do not pop what is above them */
     "html", "head", "body", "form", NULL,
 };
+static const char *const closes_p_tags[] = {
+    /* start tags that always close an open <p> (the parser pops
+     * everything above it) */
+    "address", "article", "aside",    "blockquote", "center", "details", "dialog",  "dir",
+    "div",     "dl",      "fieldset", "figcaption", "figure", "footer",  "header",  "hgroup",
+    "main",    "menu",    "nav",      "ol",         "p",      "section", "summary", "ul",
+    "h1",      "h2",      "h3",       "h4",         "h5",     "h6",      "pre",     "listing",
+    "form",    "hr",      "xmp",      NULL,
+};
+static const char *const block_end_tags[] = {
+    /* end tags that pop everything above their element when it is in
+     * scope */
+    "address", "article", "aside", "blockquote", "button",     "center", "details", "dialog",
+    "dir",     "div",     "dl",    "fieldset",   "figcaption", "figure", "footer",  "header",
+    "hgroup",  "listing", "main",  "menu",       "nav",        "ol",     "pre",     "section",
+    "summary", "ul",      "p",     "dd",         "dt",         "h1",     "h2",      "h3",
+    "h4",      "h5",      "h6",    "applet",     "marquee",    "object", "table",   NULL,
+};
+static const char *const scope_tags[] = {
+    /* elements that end the scope an end tag looks in */
+    "table", "applet", "marquee", "object", "template", "html", "svg",
+    "math",  "button", "caption", "td",     "th",       NULL,
+};
+static const char *const table_part_tags[] = {
+    "tr", "td", "th", "thead", "tbody", "tfoot", "caption", "colgroup", NULL,
+};
 
 static bool tag_is(const char *name, const char *const *list)
 {
@@ -1292,10 +1317,46 @@ static bool tag_is(const char *name, const char *const *list)
 	return false;
 }
 
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)tolower((unsigned char)*s)) * 16777619u;
+	return h;
+}
+
+/* What the stack entries are, in the order of how easily the parser pops
+ * through them; a search that may pass kind k passes every kind below. */
+enum dkind {
+	D_INLINE, /* inline_tags: every end tag pops through them */
+	D_PDA,    /* p, div, address: a new <li>, <dd> or <dt> pops through */
+	D_OTHER,  /* the rest: an end tag in scope pops through */
+	D_LIST,   /* ul, ol: end the scope of </li> */
+	D_SCOPE,  /* scope_tags: end every scope */
+};
+
 struct dent {
 	uint32_t hash;
-	bool is_inline;
+	enum dkind kind;
 };
+
+/* Looks down the stack (st, *depth entries), at most LOOKBACK entries and
+ * through entries of a kind up to pass only, for one whose hash is a or
+ * b. When found, pops the entries above it, and it too unless keep.
+ * Passing only what the parser certainly pops too is what keeps the
+ * estimate from popping more than the parser does. */
+static void pop_to(const struct dent *st, size_t *depth, uint32_t a, uint32_t b, bool keep,
+                   enum dkind pass)
+{
+	for (size_t d = *depth, seen = 0; d > 0 && seen < LOOKBACK; d--, seen++) {
+		if (st[d - 1].hash == a || st[d - 1].hash == b) {
+			*depth = keep ? d : d - 1;
+			return;
+		}
+		if (st[d - 1].kind > pass)
+			return;
+	}
+}
 
 /* Where the comment or markup declaration at s[i] ("<!...") ends. */
 static size_t skip_decl(const char *s, size_t n, size_t i)
@@ -1320,10 +1381,87 @@ static size_t skip_decl(const char *s, size_t n, size_t i)
 	return gt ? (size_t)(gt - s) + 1 : n;
 }
 
+/* Where the raw text that starts at s[i] ends: at the first "</name"
+ * followed by white space, '/' or '>' (the earliest the parser can end
+ * it), or at n. */
+static size_t skip_raw(const char *s, size_t n, size_t i, const char *name, size_t nl)
+{
+	for (;;) {
+		const char *c = memmem(s + i, n - i, "</", 2);
+		if (!c)
+			return n;
+		i = (size_t)(c - s) + 2;
+		if (n - i > nl && strncasecmp(s + i, name, nl) == 0 &&
+		    (isspace((unsigned char)s[i + nl]) || s[i + nl] == '/' || s[i + nl] == '>'))
+			return i - 2;
+	}
+}
+
+/* White space as the HTML tokenizer knows it (CR is read as LF). */
+static bool html_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+
+/* Where the tag whose attributes start at s[j] ends (its '>'), or n when
+ * it does not; *self_closing when it ends in "/>". This follows the HTML
+ * tokenizer's attribute states, so that a quote counts only where the
+ * tokenizer would start a quoted value. */
+static size_t tag_end(const char *s, size_t n, size_t j, bool *self_closing)
+{
+	enum { BEFORE_NAME, NAME, AFTER_NAME, BEFORE_VALUE, VALUE } st = BEFORE_NAME;
+	*self_closing = false;
+	for (; j < n; j++) {
+		char c = s[j];
+		bool ws = html_ws(c);
+		if (c == '>')
+			return j;
+		switch (st) {
+		case BEFORE_NAME:
+		case NAME:
+		case AFTER_NAME:
+			if (c == '/') {
+				if (j + 1 < n && s[j + 1] == '>') {
+					*self_closing = true;
+					return j + 1;
+				}
+				st = BEFORE_NAME;
+			} else if (c == '=' && st != BEFORE_NAME) {
+				st = BEFORE_VALUE;
+			} else if (ws) {
+				st = st == BEFORE_NAME ? BEFORE_NAME : AFTER_NAME;
+			} else {
+				st = NAME;
+			}
+			break;
+		case BEFORE_VALUE:
+			if (c == '"' || c == '\'') {
+				const char *q = memchr(s + j + 1, c, n - j - 1);
+				if (!q)
+					return n;
+				j = (size_t)(q - s);
+				st = BEFORE_NAME;
+			} else if (!ws) {
+				st = VALUE;
+			}
+			break;
+		case VALUE:
+			if (ws)
+				st = BEFORE_NAME;
+			break;
+		}
+	}
+	return n;
+}
+
 /* An estimate, meant to err upwards, of how deeply the elements of s
- * nest; it stops counting past limit. */
+ * nest: more than limit when the nesting passes limit somewhere. */
 static size_t html_depth(const char *s, size_t n, size_t limit)
 {
+	const uint32_t h_p = name_hash("p"), h_li = name_hash("li"), h_dd = name_hash("dd");
+	const uint32_t h_dt = name_hash("dt"), h_table = name_hash("table");
+	const uint32_t h_div = name_hash("div"), h_address = name_hash("address");
+	const uint32_t h_ul = name_hash("ul"), h_ol = name_hash("ol");
 	struct dent *st = NULL;
 	size_t depth = 0, cap = 0, foreign = 0; /* depth where <svg>/<math> began */
 	size_t i = 0;
@@ -1338,6 +1476,11 @@ static size_t html_depth(const char *s, size_t n, size_t limit)
 		}
 		bool end = i + 1 < n && s[i + 1] == '/';
 		size_t j = i + 1 + (end ? 1 : 0);
+		if (end && j < n && !isalpha((unsigned char)s[j])) {
+			const char *gt = memchr(s + j, '>', n - j); /* a bogus comment */
+			i = gt ? (size_t)(gt - s) + 1 : n;
+			continue;
+		}
 		if (j >= n || !isalpha((unsigned char)s[j])) {
 			i++;
 			continue;
@@ -1346,7 +1489,7 @@ static size_t html_depth(const char *s, size_t n, size_t limit)
 		char name[16];
 		size_t nl = 0;
 		uint32_t h = 2166136261u;
-		for (; j < n && !isspace((unsigned char)s[j]) && s[j] != '/' && s[j] != '>'; j++) {
+		for (; j < n && !html_ws(s[j]) && s[j] != '/' && s[j] != '>'; j++) {
 			char c = (char)tolower((unsigned char)s[j]);
 			h = (h ^ (unsigned char)c) * 16777619u;
 			if (nl < sizeof(name) - 1)
@@ -1354,65 +1497,60 @@ static size_t html_depth(const char *s, size_t n, size_t limit)
 			nl++;
 		}
 		name[nl < sizeof(name) ? nl : 0] = '\0';
-		/* the end of the tag: '>' outside a quoted attribute value */
-		size_t k = j;
-		while (k < n && s[k] != '>') {
-			if (s[k++] != '=')
-				continue;
-			while (k < n && isspace((unsigned char)s[k]))
-				k++;
-			if (k < n && (s[k] == '"' || s[k] == '\'')) {
-				const char *q = memchr(s + k + 1, s[k], n - k - 1);
-				k = q ? (size_t)(q - s) + 1 : n;
-			}
-		}
+		bool self_closing;
+		size_t k = tag_end(s, n, j, &self_closing);
 		if (k >= n)
 			break; /* the parser drops an unfinished tag */
-		bool self_closing = k > j && s[k - 1] == '/';
 		i = k + 1;
 		if (end) {
 			if (tag_is(name, kept_tags))
 				continue;
-			for (size_t d = depth, seen = 0; d > 0 && seen < LOOKBACK; d--, seen++) {
-				if (st[d - 1].hash == h) {
-					depth = d - 1;
-					break;
-				}
-				if (!st[d - 1].is_inline)
-					break;
-			}
+			enum dkind pass = D_INLINE;
+			if (h == h_li)
+				pass = D_OTHER;
+			else if (tag_is(name, block_end_tags))
+				pass = D_LIST;
+			pop_to(st, &depth, h, h, false, pass);
 			if (foreign > depth)
 				foreign = 0;
 			continue;
 		}
-		if (tag_is(name, void_tags) || (foreign && self_closing))
-			continue;
-		if (!foreign && tag_is(name, raw_tags)) {
+		if (foreign) {
+			if (self_closing)
+				continue;
+		} else if (tag_is(name, raw_tags)) {
 			if (strcmp(name, "plaintext") == 0)
 				break;
-			/* the first "</name" followed by a space, '/' or '>' */
-			size_t p = i;
-			for (;;) {
-				const char *c = memmem(s + p, n - p, "</", 2);
-				if (!c) {
-					p = n;
-					break;
-				}
-				p = (size_t)(c - s) + 2;
-				if (n - p > nl && strncasecmp(s + p, name, nl) == 0 &&
-				    (isspace((unsigned char)s[p + nl]) || s[p + nl] == '/' ||
-				     s[p + nl] == '>'))
-					break;
-			}
-			i = p >= n ? n : p - 2;
+			i = skip_raw(s, n, i, name, nl);
 			continue;
+		} else if (tag_is(name, closes_p_tags)) {
+			pop_to(st, &depth, h_p, h_p, false, D_LIST);
+		} else if (tag_is(name, table_part_tags)) {
+			/* in a table, a row or cell closes what the previous
+			 * cell left open */
+			pop_to(st, &depth, h_table, h_table, true, D_LIST);
 		}
+		if (!foreign && h == h_li)
+			pop_to(st, &depth, h_li, h_li, false, D_PDA);
+		else if (!foreign && (h == h_dd || h == h_dt))
+			pop_to(st, &depth, h_dd, h_dt, false, D_PDA);
+		if (tag_is(name, void_tags))
+			continue;
 		if (depth == cap) {
 			cap = cap ? 2 * cap : 256;
 			st = ab_xrealloc(st, cap * sizeof(*st));
 		}
+		enum dkind kind = D_OTHER;
+		if (tag_is(name, inline_tags))
+			kind = D_INLINE;
+		else if (h == h_p || h == h_div || h == h_address)
+			kind = D_PDA;
+		else if (h == h_ul || h == h_ol)
+			kind = D_LIST;
+		else if (tag_is(name, scope_tags))
+			kind = D_SCOPE;
 		st[depth].hash = h;
-		st[depth].is_inline = tag_is(name, inline_tags);
+		st[depth].kind = kind;
 		depth++;
 		if (!foreign && (strcmp(name, "svg") == 0 || strcmp(name, "math") == 0))
 			foreign = depth;

@@ -978,6 +978,149 @@ static int cmp_hit(const void *a, const void *b)
 	return strcmp(x->cid, y->cid);
 }
 
+/* The document id of a chunk id "<doc>#<n>" into out (AB_KB_ID_MAX). */
+static void doc_of(const char *cid, char *out, long *chunk)
+{
+	const char *hash = strrchr(cid, '#');
+	size_t dl = hash ? (size_t)(hash - cid) : strlen(cid);
+	if (dl >= AB_KB_ID_MAX)
+		dl = AB_KB_ID_MAX - 1;
+	memcpy(out, cid, dl);
+	out[dl] = '\0';
+	*chunk = hash ? atol(hash + 1) : 0;
+}
+
+#define PICK_ROUND 256
+
+static int pick_results(struct ab_kb *kb, const struct ab_kb_query *q, const struct hit *hits,
+			size_t nh, json_t *results)
+{
+	struct ab_dict *docs = ab_dict_new(); /* doc id -> json {status, title} */
+	struct ab_dict *taken = ab_dict_new(); /* per_document: docs already in results */
+	const struct hit **keep = ab_xcalloc((size_t)q->k, sizeof(*keep));
+	size_t nkeep = 0, next = 0;
+	int rc = 0;
+	char (*ids)[AB_KB_ID_MAX] = ab_xcalloc(PICK_ROUND, AB_KB_ID_MAX);
+	while (rc == 0 && nkeep < (size_t)q->k && next < nh) {
+		/* the next round of distinct documents not looked up yet */
+		size_t m = 0, scan = next;
+		char **keys = ab_xcalloc(PICK_ROUND, sizeof(char *));
+		struct ab_redis_argv cmds[PICK_ROUND];
+		const char *argv[PICK_ROUND][4];
+		struct ab_dict *round = ab_dict_new();
+		for (; scan < nh && m < PICK_ROUND; scan++) {
+			long ch;
+			doc_of(hits[scan].cid, ids[m], &ch);
+			if (ab_dict_get(docs, ids[m], strlen(ids[m])) ||
+			    ab_dict_get(round, ids[m], strlen(ids[m])))
+				continue;
+			ab_dict_set(round, ids[m], strlen(ids[m]), (void *)1);
+			keys[m] = ab_xasprintf(AB_KEY_KB_DOC_PREFIX "%s", ids[m]);
+			argv[m][0] = "HMGET"; argv[m][1] = keys[m]; argv[m][2] = "status"; argv[m][3] = "title";
+			cmds[m] = (struct ab_redis_argv){4, argv[m], NULL};
+			m++;
+		}
+		redisReply **reps = ab_xcalloc(m ? m : 1, sizeof(*reps));
+		rc = m ? ab_redis_pipeline(kb->r, m, cmds, reps) : 0;
+		for (size_t j = 0; j < m; j++) {
+			const redisReply *r = reps[j];
+			bool ready = rc == 0 && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+				     r->element[0]->str && !strcmp(r->element[0]->str, "ready");
+			json_t *d = ready ? json_pack("{s:s}", "title",
+						      r->element[1]->str ? r->element[1]->str : "")
+					  : json_null();
+			char *k = ab_xstrdup(ids[j]);
+			ab_dict_set(docs, k, strlen(k), d);
+			if (reps[j])
+				freeReplyObject(reps[j]);
+			free(keys[j]);
+		}
+		free(reps);
+		free(keys);
+		ab_dict_free(round, NULL);
+		/* walk the hits whose documents are all known now */
+		for (; next < scan && nkeep < (size_t)q->k; next++) {
+			char did[AB_KB_ID_MAX];
+			long ch;
+			doc_of(hits[next].cid, did, &ch);
+			json_t *d = ab_dict_get(docs, did, strlen(did));
+			if (!d || json_is_null(d))
+				continue;
+			if (q->per_document) {
+				if (ab_dict_get(taken, did, strlen(did)))
+					continue;
+				char *k = ab_xstrdup(did);
+				ab_dict_set(taken, k, strlen(k), k);
+			}
+			keep[nkeep++] = &hits[next];
+		}
+	}
+	/* the chunk texts of what was kept */
+	for (size_t i = 0; rc == 0 && i < nkeep; i += PICK_ROUND) {
+		size_t m = i + PICK_ROUND < nkeep ? PICK_ROUND : nkeep - i;
+		struct ab_redis_argv cmds[PICK_ROUND];
+		const char *argv[PICK_ROUND][3];
+		char **keys = ab_xcalloc(m, sizeof(char *));
+		char **fields = ab_xcalloc(m, sizeof(char *));
+		for (size_t j = 0; j < m; j++) {
+			char did[AB_KB_ID_MAX];
+			long ch;
+			doc_of(keep[i + j]->cid, did, &ch);
+			keys[j] = ab_xasprintf(AB_KEY_KB_CHUNKS_PREFIX "%s", did);
+			fields[j] = ab_xasprintf("%ld", ch);
+			argv[j][0] = "HGET"; argv[j][1] = keys[j]; argv[j][2] = fields[j];
+			cmds[j] = (struct ab_redis_argv){3, argv[j], NULL};
+		}
+		redisReply **reps = ab_xcalloc(m, sizeof(*reps));
+		rc = q->ids_only ? 0 : ab_redis_pipeline(kb->r, m, cmds, reps);
+		for (size_t j = 0; j < m; j++) {
+			const struct hit *h = keep[i + j];
+			char did[AB_KB_ID_MAX];
+			long ch;
+			doc_of(h->cid, did, &ch);
+			json_t *d = ab_dict_get(docs, did, strlen(did));
+			json_t *r = json_pack("{s:s, s:O, s:I, s:f}", "doc_id", did, "title",
+					      json_object_get(d, "title"), "chunk", (json_int_t)ch, "score",
+					      h->score);
+			json_t *cj = rc == 0 && reps[j] && reps[j]->type == REDIS_REPLY_STRING
+					     ? json_loads(reps[j]->str, 0, NULL) : NULL;
+			if (cj) {
+				json_object_set(r, "text", json_object_get(cj, "text"));
+				json_object_set(r, "heading", json_object_get(cj, "heading"));
+				json_object_set(r, "page", json_object_get(cj, "page"));
+				json_decref(cj);
+			}
+			if (h->bm25 > 0)
+				json_object_set_new(r, "bm25", json_real(h->bm25));
+			if (h->vec > 0)
+				json_object_set_new(r, "similarity", json_real(h->vec));
+			json_array_append_new(results, r);
+			if (reps[j])
+				freeReplyObject(reps[j]);
+			free(keys[j]);
+			free(fields[j]);
+		}
+		free(reps);
+		free(keys);
+		free(fields);
+	}
+	/* free the lookups: keys are owned copies, values JSON */
+	size_t pos = 0;
+	const char *k;
+	size_t kl;
+	json_t *v;
+	while ((v = ab_dict_next(docs, &pos, &k, &kl))) {
+		json_decref(v);
+		free((char *)k);
+	}
+	/* json null is a static singleton: decref is a no-op for it */
+	ab_dict_free(docs, NULL);
+	ab_dict_free(taken, free);
+	free(ids);
+	free(keep);
+	return rc;
+}
+
 int ab_kb_search(struct ab_kb *kb, const struct ab_kb_query *q, json_t **out, char *err,
 		 size_t errlen)
 {
@@ -1053,65 +1196,10 @@ int ab_kb_search(struct ab_kb *kb, const struct ab_kb_query *q, json_t **out, ch
 			fuse(&hits, &nh, index, vs, hp.rrf_k, q->mode == AB_KB_HYBRID ? hp.w_vector : 1.0, false);
 	}
 	qsort(hits, nh, sizeof(*hits), cmp_hit);
-	/* metadata and chunk text of the best, skipping documents not ready */
-	json_t *seen = json_object();
-	for (size_t i = 0; i < nh && json_array_size(results) < (size_t)q->k; i += 16) {
-		size_t m = i + 16 < nh ? 16 : nh - i;
-		struct ab_redis_argv cmds[32];
-		const char *argv[32][4];
-		char *keys[32];
-		char docid[16][AB_KB_ID_MAX];
-		for (size_t j = 0; j < m; j++) {
-			const char *cid = hits[i + j].cid;
-			const char *hash = strrchr(cid, '#');
-			size_t dl = hash ? (size_t)(hash - cid) : strlen(cid);
-			if (dl >= AB_KB_ID_MAX)
-				dl = AB_KB_ID_MAX - 1;
-			memcpy(docid[j], cid, dl);
-			docid[j][dl] = '\0';
-			keys[2 * j] = ab_xasprintf(AB_KEY_KB_DOC_PREFIX "%s", docid[j]);
-			keys[2 * j + 1] = ab_xasprintf(AB_KEY_KB_CHUNKS_PREFIX "%s", docid[j]);
-			argv[2 * j][0] = "HMGET"; argv[2 * j][1] = keys[2 * j];
-			argv[2 * j][2] = "status"; argv[2 * j][3] = "title";
-			cmds[2 * j] = (struct ab_redis_argv){4, argv[2 * j], NULL};
-			argv[2 * j + 1][0] = "HGET"; argv[2 * j + 1][1] = keys[2 * j + 1];
-			argv[2 * j + 1][2] = hash ? hash + 1 : "0";
-			cmds[2 * j + 1] = (struct ab_redis_argv){3, argv[2 * j + 1], NULL};
-		}
-		redisReply *reps[32] = {0};
-		rc = ab_redis_pipeline(kb->r, 2 * m, cmds, reps);
-		for (size_t j = 0; rc == 0 && j < m && json_array_size(results) < (size_t)q->k; j++) {
-			redisReply *meta = reps[2 * j], *ch = reps[2 * j + 1];
-			if (!meta || meta->type != REDIS_REPLY_ARRAY || meta->elements != 2 ||
-			    !meta->element[0]->str || strcmp(meta->element[0]->str, "ready"))
-				continue;
-			if (q->per_document && json_object_get(seen, docid[j]))
-				continue;
-			json_object_set_new(seen, docid[j], json_true());
-			json_t *cj = ch && ch->type == REDIS_REPLY_STRING ? json_loads(ch->str, 0, NULL) : NULL;
-			const char *hash = strrchr(hits[i + j].cid, '#');
-			json_t *r = json_pack("{s:s, s:s, s:i, s:f}", "doc_id", docid[j], "title",
-					      meta->element[1]->str ? meta->element[1]->str : "", "chunk",
-					      hash ? atoi(hash + 1) : 0, "score", hits[i + j].score);
-			if (cj) {
-				json_object_set(r, "text", json_object_get(cj, "text"));
-				json_object_set(r, "heading", json_object_get(cj, "heading"));
-				json_object_set(r, "page", json_object_get(cj, "page"));
-				json_decref(cj);
-			}
-			if (hits[i + j].bm25 > 0)
-				json_object_set_new(r, "bm25", json_real(hits[i + j].bm25));
-			if (hits[i + j].vec > 0)
-				json_object_set_new(r, "similarity", json_real(hits[i + j].vec));
-			json_array_append_new(results, r);
-		}
-		for (size_t j = 0; j < 2 * m; j++) {
-			if (reps[j])
-				freeReplyObject(reps[j]);
-			free(keys[j]);
-		}
-	}
-	json_decref(seen);
+	/* Pick the results: walk the fused list, keep chunks of documents that
+	 * are ready (one HMGET per distinct document, pipelined in rounds),
+	 * then fetch the kept chunks' texts in one more round trip. */
+	rc = pick_results(kb, q, hits, nh, results);
 	if (rc == 0) {
 		static const char *const names[] = {"hybrid", "bm25", "vector"};
 		*out = json_pack("{s:s, s:O}", "mode", names[q->mode], "results", results);

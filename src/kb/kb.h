@@ -101,6 +101,7 @@ struct ab_kb_query {
 	enum ab_kb_mode mode;
 	const json_t *filters;  /* {"tags": [..], "source": "..", "type": ".."} or NULL */
 	bool per_document;      /* one result a document (its best chunk) */
+	bool ids_only;          /* no chunk text, heading, page (evaluations) */
 };
 
 /* Searches. *out (caller decrefs): {"mode", "results": [{"doc_id",
