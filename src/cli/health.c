@@ -118,16 +118,20 @@ int ab_cmd_health(int argc, char **argv)
 	ab_log_init("cli", AB_LOG_ERROR, false);
 	if (timeout < 0)
 		timeout = cfg->probe_ms;
+	struct ab_secrets sec;
+	char serr[256];
+	if (ab_secrets_load(cfg, 0, &sec, serr, sizeof(serr)) < 0)
+		sec.redis_password[0] = '\0';
+	ab_secrets_apply(cfg, &sec); /* the Redis probe authenticates */
 	int code = 2;
 	bool tty = isatty(1);
 	for (;;) {
 		double t0 = ab_now_ms_f();
-		struct ab_redis *r = registry_client(cfg, timeout);
+		/* the registry is read on the Redis probe's connection */
 		struct ab_probe *p = NULL;
 		size_t n = 0;
-		int rc = ab_health_cluster(cfg, r, timeout, &p, &n);
+		int rc = ab_health_cluster(cfg, NULL, timeout, &p, &n);
 		double elapsed = ab_now_ms_f() - t0;
-		ab_redis_free(r);
 		if (rc < 0) {
 			fprintf(stderr, "autobot health: %s\n", ab_strerror(rc));
 			code = 2;

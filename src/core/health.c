@@ -35,6 +35,8 @@ struct target {
 	int timeout_ms;
 	pthread_t thread;
 	bool threaded;
+	bool want_registry;   /* read the registry on this probe's connection */
+	redisReply *registry; /* its reply, or NULL */
 };
 
 static void set_down(struct ab_probe *p, const char *fmt, ...) AB_PRINTF(2, 3);
@@ -72,8 +74,10 @@ static void *redis_probe_main(void *arg)
 	double lat = 0;
 	char err[200] = "";
 	double t0 = ab_now_ms_f();
-	int rc =
-	    ab_redis_probe(t->host, t->port, t->password, t->timeout_ms, &lat, err, sizeof(err));
+	const char *argv[4];
+	ab_registry_list_cmd(argv);
+	int rc = ab_redis_probe_cmd(t->host, t->port, t->password, t->timeout_ms, &lat, err,
+				    sizeof(err), t->want_registry ? 4 : 0, argv, &t->registry);
 	if (rc == 0) {
 		ab_strlcpy(t->p.status, "ok", sizeof(t->p.status));
 		t->p.latency_ms = lat;
@@ -153,19 +157,15 @@ static struct target *add_target(struct target **ts, size_t *n, size_t *cap)
 	return t;
 }
 
-/* Adds the registry's entries to the target list (Redis up only). */
-static void merge_registry(struct ab_redis *r, const struct ab_config *cfg, struct target **ts,
+/* Adds the registry's entries (arr, consumed) to the target list. */
+static void merge_registry(json_t *arr, const struct ab_config *cfg, struct target **ts,
                            size_t *n, size_t *cap)
 {
-	int err = 0;
-	json_t *arr = ab_registry_list(r, &err);
 	size_t i;
 	json_t *e;
 
-	if (!arr) {
-		ab_log(AB_LOG_DEBUG, "health: registry unavailable: %s", ab_strerror(err));
+	if (!arr)
 		return;
-	}
 	json_array_foreach(arr, i, e)
 	{
 		const char *role = json_string_value(json_object_get(e, "role"));
@@ -202,13 +202,64 @@ static void merge_registry(struct ab_redis *r, const struct ab_config *cfg, stru
 	json_decref(arr);
 }
 
+/* Probes targets [from, to): Redis ones on threads, HTTP ones in one
+ * curl-multi batch beside them; all within timeout_ms. */
+static void probe_round(struct target *ts, size_t from, size_t to, int timeout_ms)
+{
+	size_t cnt = to - from, nreq = 0;
+	struct ab_httpc_req *reqs = ab_xcalloc(cnt ? cnt : 1, sizeof(*reqs));
+	size_t *req_of = ab_xcalloc(cnt ? cnt : 1, sizeof(*req_of));
+	char **urls = ab_xcalloc(cnt ? cnt : 1, sizeof(*urls));
+	static const char *const hdrs[] = {"Accept: application/json", NULL};
+	for (size_t i = from; i < to; i++) {
+		struct target *t = &ts[i];
+		t->timeout_ms = timeout_ms;
+		if (t->is_redis) {
+			t->threaded = pthread_create(&t->thread, NULL, redis_probe_main, t) == 0;
+			continue;
+		}
+		size_t ul = strlen(t->p.url);
+		while (ul > 0 && t->p.url[ul - 1] == '/')
+			ul--;
+		urls[nreq] = ab_xasprintf("%.*s/health", (int)ul, t->p.url);
+		struct ab_httpc_req *q = &reqs[nreq];
+		q->url = urls[nreq];
+		q->timeout_ms = timeout_ms;
+		q->connect_timeout_ms = timeout_ms;
+		q->max_response = 64 * 1024;
+		q->headers = hdrs;
+		req_of[nreq++] = i;
+	}
+	int hrc = ab_httpc_run(reqs, nreq);
+	for (size_t k = 0; k < nreq; k++) {
+		struct target *t = &ts[req_of[k]];
+		if (hrc != 0)
+			set_down(&t->p, "probe failed: %s", ab_strerror(hrc));
+		else
+			judge_http(t, &reqs[k]);
+		ab_httpc_req_clear(&reqs[k]);
+		free(urls[k]);
+	}
+	for (size_t i = from; i < to; i++) {
+		struct target *t = &ts[i];
+		if (!t->is_redis)
+			continue;
+		if (t->threaded)
+			pthread_join(t->thread, NULL);
+		else
+			redis_probe_main(t); /* could not start a thread: probe here */
+		t->threaded = false;
+	}
+	free(urls);
+	free(reqs);
+	free(req_of);
+}
+
 int ab_health_cluster(const struct ab_config *cfg, struct ab_redis *r, int timeout_ms,
                       struct ab_probe **out, size_t *nout)
 {
 	struct target *ts = NULL;
-	struct ab_httpc_req *reqs = NULL;
-	size_t *req_of = NULL;
-	size_t n = 0, cap = 0, nreq = 0;
+	size_t n = 0, cap = 0;
 	int rc = 0;
 
 	if (!cfg || !out || !nout)
@@ -239,55 +290,31 @@ int ab_health_cluster(const struct ab_config *cfg, struct ab_redis *r, int timeo
 			free(url);
 		}
 	}
-	if (r && ab_redis_is_up(r))
-		merge_registry(r, cfg, &ts, &n, &cap);
-
-	/* Start the Redis probes, then run the HTTP batch beside them. */
-	reqs = ab_xcalloc(n ? n : 1, sizeof(*reqs));
-	req_of = ab_xcalloc(n ? n : 1, sizeof(*req_of));
-	char **urls = ab_xcalloc(n ? n : 1, sizeof(*urls));
-	static const char *const hdrs[] = {"Accept: application/json", NULL};
-	for (size_t i = 0; i < n; i++) {
-		struct target *t = &ts[i];
-		t->timeout_ms = timeout_ms;
-		if (t->is_redis) {
-			t->threaded = pthread_create(&t->thread, NULL, redis_probe_main, t) == 0;
+	/* The registry is read on the configured Redis probe's own connection,
+	 * within the probe's time: health never waits longer than one probe
+	 * timeout for a Redis that went away. Only without a configured Redis
+	 * is the caller's client asked. */
+	bool asked = false;
+	for (size_t i = 0; i < n && !asked; i++)
+		if (ts[i].is_redis)
+			asked = ts[i].want_registry = true;
+	if (!asked && r && ab_redis_is_up(r)) {
+		int err = 0;
+		merge_registry(ab_registry_list(r, &err), cfg, &ts, &n, &cap);
+	}
+	size_t n0 = n;
+	probe_round(ts, 0, n, timeout_ms);
+	for (size_t i = 0; i < n0; i++) {
+		if (!ts[i].registry)
 			continue;
-		}
-		size_t ul = strlen(t->p.url);
-		while (ul > 0 && t->p.url[ul - 1] == '/')
-			ul--;
-		urls[nreq] = ab_xasprintf("%.*s/health", (int)ul, t->p.url);
-		struct ab_httpc_req *q = &reqs[nreq];
-		q->url = urls[nreq];
-		q->timeout_ms = timeout_ms;
-		q->connect_timeout_ms = timeout_ms;
-		q->max_response = 64 * 1024;
-		q->headers = hdrs;
-		req_of[nreq++] = i;
+		int err = 0;
+		merge_registry(ab_registry_list_reply(ts[i].registry, &err), cfg, &ts, &n, &cap);
+		freeReplyObject(ts[i].registry);
+		ts[i].registry = NULL;
 	}
-	int hrc = ab_httpc_run(reqs, nreq);
-	for (size_t k = 0; k < nreq; k++) {
-		struct target *t = &ts[req_of[k]];
-		if (hrc != 0)
-			set_down(&t->p, "probe failed: %s", ab_strerror(hrc));
-		else
-			judge_http(t, &reqs[k]);
-		ab_httpc_req_clear(&reqs[k]);
-		free(urls[k]);
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct target *t = &ts[i];
-		if (!t->is_redis)
-			continue;
-		if (t->threaded)
-			pthread_join(t->thread, NULL);
-		else
-			redis_probe_main(t); /* could not start a thread: probe here */
-	}
-	free(urls);
-	free(reqs);
-	free(req_of);
+	/* instances only the registry knows (a second coordinator, ...) */
+	if (n > n0)
+		probe_round(ts, n0, n, timeout_ms);
 
 	qsort(ts, n, sizeof(*ts), cmp_target);
 	struct ab_probe *res = ab_xcalloc(n ? n : 1, sizeof(*res));

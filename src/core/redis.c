@@ -728,6 +728,14 @@ const char *ab_redis_state_name(enum ab_redis_state s)
 int ab_redis_probe(const char *host, int port, const char *password, int timeout_ms,
                    double *latency_ms, char *err, size_t errlen)
 {
+	return ab_redis_probe_cmd(host, port, password, timeout_ms, latency_ms, err, errlen, 0, NULL,
+				  NULL);
+}
+
+int ab_redis_probe_cmd(const char *host, int port, const char *password, int timeout_ms,
+		       double *latency_ms, char *err, size_t errlen, int argc, const char **argv,
+		       redisReply **reply)
+{
 	char dummy[8];
 	double lat_dummy;
 
@@ -800,6 +808,15 @@ int ab_redis_probe(const char *host, int port, const char *password, int timeout
 			*latency_ms = ab_now_ms_f() - t0;
 		freeReplyObject(rep);
 		rep = NULL;
+	}
+	if (argc > 0 && reply) {
+		/* one more command in what is left of the budget; its failure
+		 * does not make the probe fail */
+		int64_t left = timeout_ms - (ab_now_ms() - t_start);
+		if (left > 0) {
+			redisSetTimeout(c, tv_ms((int)left));
+			*reply = redisCommandArgv(c, argc, argv, NULL);
+		}
 	}
 out:
 	if (rep)

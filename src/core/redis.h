@@ -84,4 +84,11 @@ const char *ab_redis_state_name(enum ab_redis_state s);
 int ab_redis_probe(const char *host, int port, const char *password, int timeout_ms,
 		   double *latency_ms, char *err, size_t errlen);
 
+/* The same, then one more command (argv) on the same connection within
+ * what is left of timeout_ms: *reply gets its reply (caller frees with
+ * freeReplyObject) or stays NULL. The probe's result does not depend on it. */
+int ab_redis_probe_cmd(const char *host, int port, const char *password, int timeout_ms,
+		       double *latency_ms, char *err, size_t errlen, int argc, const char **argv,
+		       redisReply **reply);
+
 #endif

@@ -220,20 +220,35 @@ static const char list_script[] =
 	"end "
 	"return out";
 
+void ab_registry_list_cmd(const char **argv)
+{
+	argv[0] = "EVAL";
+	argv[1] = list_script;
+	argv[2] = "1";
+	argv[3] = AB_KEY_SVC_INDEX;
+}
+
 json_t *ab_registry_list(struct ab_redis *r, int *err)
 {
 	int dummy;
-	json_t **items = NULL;
-	json_t *arr = NULL;
-	size_t nitems = 0;
-
 	if (!err)
 		err = &dummy;
 	*err = 0;
-	const char *argv[] = {"EVAL", list_script, "1", AB_KEY_SVC_INDEX};
+	const char *argv[4];
+	ab_registry_list_cmd(argv);
 	redisReply *vals = ab_redis_cmdargv(r, err, 4, argv, NULL);
 	if (!vals)
 		return NULL;
+	json_t *arr = ab_registry_list_reply(vals, err);
+	freeReplyObject(vals);
+	return arr;
+}
+
+json_t *ab_registry_list_reply(const redisReply *vals, int *err)
+{
+	json_t **items = NULL;
+	json_t *arr = NULL;
+	size_t nitems = 0;
 	if (vals->type != REDIS_REPLY_ARRAY) {
 		*err = *err ? *err : AB_EPROTO;
 		goto out;
@@ -257,6 +272,5 @@ json_t *ab_registry_list(struct ab_redis *r, int *err)
 	*err = 0;
 out:
 	free(items);
-	freeReplyObject(vals);
 	return arr;
 }

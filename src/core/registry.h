@@ -36,6 +36,11 @@ void ab_registry_set_load(struct ab_registry *reg, double load);
 /* Lists live entries as a JSON array of objects (caller decrefs), or NULL
  * with *err set (AB_EUNAVAIL when Redis is down). */
 json_t *ab_registry_list(struct ab_redis *r, int *err);
+/* The command ab_registry_list sends (4 arguments into argv), and the
+ * parsing of its reply, for callers with their own connection (health
+ * reads the registry on its probe's connection, within the probe's time). */
+void ab_registry_list_cmd(const char **argv);
+json_t *ab_registry_list_reply(const redisReply *vals, int *err);
 
 struct ab_probe {
 	char role[24];
