@@ -5,6 +5,12 @@
  * address), starts Redis and then every role this build implements that
  * the config places on a local address, supervises them, and stops them
  * all in reverse order on Ctrl-C or SIGTERM.
+ *
+ * Log files: each role gets --set log.file=<state_dir>/logs/<role>.log
+ * (unless the config names a log.file of its own) and `up` itself writes
+ * logs/up.log. SIGHUP to `up` reopens up.log and is passed on to every
+ * role, so one signal after logrotate renamed the files is enough; its
+ * handler only raises flags, acted on by the supervising loop.
  */
 #include "cli.h"
 
@@ -20,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +168,15 @@ static int check_redis(const void *arg)
 	return ab_redis_probe(rc->host, rc->port, rc->password, 200, &ms, err, sizeof(err));
 }
 
+static volatile sig_atomic_t hup_seen;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup_seen = 1;
+	ab_log_request_reopen();
+}
+
 static int check_http(const void *arg)
 {
 	struct ab_httpc_req req = {.url = arg, .timeout_ms = 300};
@@ -186,14 +202,39 @@ int ab_cmd_up(int argc, char **argv)
 	char err[1024];
 	struct ab_secrets sec;
 	char **child_argv = NULL;
+	char *role_log = NULL;
+	int role_idx[AB_ROLE__COUNT];
+	size_t n_role_idx = 0;
 
 	if (ab_secrets_load(cfg, AB_SECRETS_CREATE_TOKENS | AB_SECRETS_CREATE_REDIS, &sec, err,
 			    sizeof(err)) < 0) {
 		fprintf(stderr, "autobot up: %s\n", err);
 		goto out;
 	}
+	/* logs/: one file per role, and up.log (or the configured log.file) */
+	char logs_dir[PATH_MAX];
+	snprintf(logs_dir, sizeof(logs_dir), "%s/logs", cfg->state_dir);
+	bool own_log_files = !(cfg->log_file && cfg->log_file[0]);
+	int le = ab_mkdir_p(logs_dir, 0750);
+	if (le == 0) {
+		char *up_log = own_log_files ? ab_xasprintf("%s/up.log", logs_dir)
+					     : ab_xstrdup(cfg->log_file);
+		le = ab_log_open_file(up_log);
+		if (le < 0)
+			ab_log(AB_LOG_WARN, "cannot open log file %s: %s", up_log, ab_strerror(le));
+		free(up_log);
+	} else {
+		ab_log(AB_LOG_WARN, "cannot create %s: %s (no log files)", logs_dir, ab_strerror(le));
+		own_log_files = false;
+	}
 	ab_httpc_global_init();
 	ab_supervisor_install_signals();
+	struct sigaction hup;
+	memset(&hup, 0, sizeof(hup));
+	hup.sa_handler = on_hup;
+	sigemptyset(&hup.sa_mask);
+	hup.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &hup, NULL);
 	sv = ab_supervisor_new(2);
 
 	/* 1. the data layer */
@@ -266,7 +307,7 @@ int ab_cmd_up(int argc, char **argv)
 		}
 		size_t n = 0;
 		free(child_argv);
-		child_argv = ab_xcalloc(12 + 2 * co.n_sets, sizeof(char *));
+		child_argv = ab_xcalloc(14 + 2 * co.n_sets, sizeof(char *));
 		child_argv[n++] = self;
 		child_argv[n++] = "serve";
 		child_argv[n++] = (char *)*name;
@@ -284,7 +325,14 @@ int ab_cmd_up(int argc, char **argv)
 			child_argv[n++] = "--set";
 			child_argv[n++] = (char *)co.sets[k];
 		}
+		if (own_log_files) {
+			free(role_log);
+			role_log = ab_xasprintf("log.file=%s/%s.log", logs_dir, *name);
+			child_argv[n++] = "--set";
+			child_argv[n++] = role_log;
+		}
 		int idx = ab_supervisor_add(sv, *name, child_argv);
+		role_idx[n_role_idx++] = idx;
 		rc = ab_supervisor_start(sv, idx);
 		if (rc < 0) {
 			fprintf(stderr, "autobot up: cannot start %s: %s\n", *name, ab_strerror(rc));
@@ -324,8 +372,17 @@ int ab_cmd_up(int argc, char **argv)
 	fflush(stdout);
 	free(coordinator_url);
 
-	while (ab_supervisor_pump(sv, 1000) == 0)
-		;
+	while (ab_supervisor_pump(sv, 1000) == 0) {
+		if (!hup_seen)
+			continue;
+		hup_seen = 0;
+		for (size_t k = 0; k < n_role_idx; k++) {
+			pid_t pid = ab_supervisor_pid(sv, role_idx[k]);
+			if (pid > 0)
+				kill(pid, SIGHUP);
+		}
+		ab_log(AB_LOG_INFO, "log files reopened on SIGHUP (passed on to the roles)");
+	}
 	ab_log(AB_LOG_INFO, "stopping");
 	status = 0;
 out:
@@ -336,6 +393,7 @@ out:
 	if (status == 0)
 		ab_log(AB_LOG_INFO, "all stopped");
 	free(child_argv);
+	free(role_log);
 	ab_config_free(cfg);
 	return status;
 }

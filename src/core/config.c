@@ -106,6 +106,7 @@ static int check_cidr(const char *item, struct ab_buf *why);
 static int check_provider(const char *item, struct ab_buf *why);
 static int check_embedder(const char *item, struct ab_buf *why);
 static int check_origin(const char *item, struct ab_buf *why);
+static int check_deploy_mode(const char *item, struct ab_buf *why);
 
 #define OFF(m) offsetof(struct ab_config, m)
 #define SVC_BASE(n, R, p, en)                                                  \
@@ -238,10 +239,40 @@ static const struct key keys[] = {
 	{.path = "kb.job_visibility_ms", .type = T_INT, .off = OFF(kb.job_visibility_ms),
 	 .min = 100, .max = 86400000, .def = "60000", .role = -1,
 	 .help = "a job idle this long is taken over by another worker"},
+	{.path = "deploy.ssh_user", .type = T_STR, .off = OFF(deploy.ssh_user), .def = "",
+	 .role = -1, .help = "user autobot deploy and ssh-setup log in as (\"\" = the local user)"},
+	{.path = "deploy.ssh_port", .type = T_INT, .off = OFF(deploy.ssh_port), .min = 1,
+	 .max = 65535, .def = "22", .role = -1, .help = "SSH port of the hosts"},
+	{.path = "deploy.ssh_key", .type = T_STR, .off = OFF(deploy.ssh_key), .def = "",
+	 .role = -1,
+	 .help = "private key for the hosts (\"\" = ~/.ssh/autobot_distributed; made by ssh-setup)"},
+	{.path = "deploy.mode", .type = T_NAME, .off = OFF(deploy.mode), .def = "auto",
+	 .role = -1, .check = check_deploy_mode,
+	 .help = "how deploy starts roles: systemd (autobot@ROLE units), detached (autobot serve "
+		 "with a pid file) or auto (systemd when the host runs it)"},
+	{.path = "deploy.prefix", .type = T_PATH, .off = OFF(deploy.prefix), .def = "/usr/local",
+	 .role = -1, .help = "install prefix on the hosts: bin/autobot, lib/autobot/autobot.so"},
+	{.path = "deploy.remote_state_dir", .type = T_PATH, .off = OFF(deploy.remote_state_dir),
+	 .def = "/var/lib/autobot", .role = -1, .help = "state directory of the roles on the hosts"},
+	{.path = "deploy.config_path", .type = T_PATH, .off = OFF(deploy.config_path),
+	 .def = "/etc/autobot/autobot.yaml", .role = -1,
+	 .help = "where deploy puts this config file on the hosts"},
+	{.path = "deploy.authorized_keys", .type = T_PATH, .off = OFF(deploy.authorized_keys),
+	 .def = ".ssh/authorized_keys", .role = -1,
+	 .help = "file ssh-setup adds the public key to on the hosts (relative = to the home)"},
+	{.path = "deploy.health_timeout_ms", .type = T_INT, .off = OFF(deploy.health_timeout_ms),
+	 .min = 100, .max = 3600000, .def = "30000", .role = -1,
+	 .help = "how long deploy waits for a started role's /health"},
 	{.path = "log.level", .type = T_LEVEL, .off = OFF(log_level), .def = "info",
 	 .role = -1, .help = "debug, info, warn or error"},
 	{.path = "log.format", .type = T_FORMAT, .off = OFF(log_json),
 	 .def = "logfmt", .role = -1, .help = "logfmt or json"},
+	{.path = "log.file", .type = T_STR, .off = OFF(log_file), .def = "", .role = -1,
+	 .help = "also append log lines to this file, reopened on SIGHUP (\"\" = none; "
+		 "autobot up sets <state_dir>/logs/<role>.log)"},
+	{.path = "log.stream_max", .type = T_LLONG, .off = OFF(log_stream_max), .min = 0,
+	 .max = 100000000, .def = "100000", .role = -1,
+	 .help = "log lines kept in the ab:log stream, approximately (0 = do not write it)"},
 };
 
 #define N_KEYS AB_ARRAY_LEN(keys)
@@ -480,6 +511,14 @@ static int check_embedder(const char *item, struct ab_buf *why)
 	    !strcmp(item, "openai"))
 		return 0;
 	ab_buf_printf(why, "expected builtin, llm, ollama or openai, got \"%s\"", item);
+	return -1;
+}
+
+static int check_deploy_mode(const char *item, struct ab_buf *why)
+{
+	if (!strcmp(item, "auto") || !strcmp(item, "systemd") || !strcmp(item, "detached"))
+		return 0;
+	ab_buf_printf(why, "expected auto, systemd or detached, got \"%s\"", item);
 	return -1;
 }
 
@@ -1428,10 +1467,18 @@ void ab_config_free(struct ab_config *cfg)
 	free(cfg->llm.models_dir);
 	free(cfg->llm.ollama_dir);
 	free(cfg->redis_module);
+	free(cfg->log_file);
 	free(cfg->kb.embedder);
 	free(cfg->kb.embed_model);
 	free(cfg->kb.embed_url);
 	free(cfg->kb.embed_api_key);
+	free(cfg->deploy.ssh_user);
+	free(cfg->deploy.ssh_key);
+	free(cfg->deploy.mode);
+	free(cfg->deploy.prefix);
+	free(cfg->deploy.remote_state_dir);
+	free(cfg->deploy.config_path);
+	free(cfg->deploy.authorized_keys);
 	free(cfg);
 }
 

@@ -69,6 +69,8 @@ struct ab_config {
 	int http_threads;
 	int log_level;           /* AB_LOG_* */
 	bool log_json;
+	char *log_file;          /* log.file: also append lines here ("" = no file) */
+	long long log_stream_max; /* log.stream_max: entries kept in ab:log (0 = no stream) */
 	struct {
 		char *provider;      /* services.llm.provider: builtin | ollama | openai */
 		char *url;           /* services.llm.url: upstream of a provider */
@@ -97,6 +99,17 @@ struct ab_config {
 		int job_attempts;    /* kb.job_attempts */
 		int job_visibility_ms; /* kb.job_visibility_ms */
 	} kb;
+	struct {
+		char *ssh_user;      /* deploy.ssh_user ("" = the local user name) */
+		int ssh_port;        /* deploy.ssh_port */
+		char *ssh_key;       /* deploy.ssh_key ("" = ~/.ssh/autobot_distributed) */
+		char *mode;          /* deploy.mode: auto | systemd | detached */
+		char *prefix;        /* deploy.prefix: bin/autobot, lib/autobot/autobot.so */
+		char *remote_state_dir; /* deploy.remote_state_dir */
+		char *config_path;   /* deploy.config_path: where the config goes */
+		char *authorized_keys; /* deploy.authorized_keys (relative = to the remote home) */
+		int health_timeout_ms; /* deploy.health_timeout_ms */
+	} deploy;
 };
 
 /* Where the layers come from. Any pointer may be NULL. */

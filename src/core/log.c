@@ -6,15 +6,30 @@
  * a journal socket; writes up to PIPE_BUF are atomic). The secret list is
  * append-only and small; it is guarded by a mutex only while it grows,
  * and readers take the same mutex briefly.
+ *
+ * The file and the hook are the two optional sinks behind stderr. Both
+ * sit behind one reader-writer lock: every line takes it shared while it
+ * writes the file and calls the hook, and only installing or removing a
+ * sink, or reopening the file, takes it exclusively. So a hook's owner
+ * can remove it and free what it points to the moment ab_log_set_hook()
+ * returns, and a reopen never lets a line go to a descriptor that was
+ * already closed (or, worse, reused by a socket). SIGHUP cannot take the
+ * lock from a signal handler, so ab_log_request_reopen() only raises an
+ * atomic flag that the next writer acts on before it takes the lock.
  */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sys/stat.h>
 
 int ab_log_min_level = AB_LOG_INFO;
 
@@ -27,6 +42,14 @@ static _Thread_local char req_id[72];
 static char *secrets[MAX_SECRETS];
 static size_t n_secrets;
 static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_rwlock_t sink_lock = PTHREAD_RWLOCK_INITIALIZER;
+static int file_fd = -1;        /* the log file, or -1 */
+static char *file_path;         /* its path, for reopening */
+static ab_log_hook_fn hook_fn;
+static void *hook_ud;
+static atomic_int reopen_wanted;
+static _Thread_local bool hook_muted;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
 
@@ -190,6 +213,118 @@ void ab_log_write(int level, const char *fmt, ...)
 		put_quoted(line, sizeof(line) - 2, &pos, msg);
 	}
 	line[pos++] = '\n';
+
+	if (atomic_load_explicit(&reopen_wanted, memory_order_relaxed) &&
+	    atomic_exchange(&reopen_wanted, 0))
+		(void)ab_log_reopen();
 	ssize_t w = write(log_fd, line, pos);
 	(void)w;
+	pthread_rwlock_rdlock(&sink_lock);
+	if (file_fd >= 0) {
+		w = write(file_fd, line, pos);
+		(void)w;
+	}
+	if (hook_fn && !hook_muted) {
+		struct ab_log_event ev = {
+			.wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+			.ts = when,
+			.level = level,
+			.role = log_role,
+			.rid = req_id[0] ? req_id : NULL,
+			.msg = msg,
+			.msg_len = strlen(msg),
+		};
+		hook_fn(hook_ud, &ev);
+	}
+	pthread_rwlock_unlock(&sink_lock);
+}
+
+/* ---- the file sink ---- */
+
+/* Creates the folders above path (each with mode 0750) when missing. */
+static void make_parents(const char *path)
+{
+	char dir[4096];
+	if (ab_strlcpy(dir, path, sizeof(dir)) >= sizeof(dir))
+		return;
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		(void)mkdir(dir, 0750);
+		*p = '/';
+	}
+	(void)mkdir(dir, 0750);
+}
+
+/* Opens path for appending lines. Returns the descriptor or -errno. */
+static int open_log(const char *path)
+{
+	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY;
+	int fd = open(path, flags, 0640);
+	if (fd < 0 && errno == ENOENT) {
+		make_parents(path);
+		fd = open(path, flags, 0640);
+	}
+	return fd >= 0 ? fd : -errno;
+}
+
+int ab_log_open_file(const char *path)
+{
+	int fd = -1;
+	if (path && *path) {
+		fd = open_log(path);
+		if (fd < 0)
+			return fd;
+	}
+	pthread_rwlock_wrlock(&sink_lock);
+	int old = file_fd;
+	file_fd = fd;
+	free(file_path);
+	file_path = fd >= 0 ? ab_xstrdup(path) : NULL;
+	pthread_rwlock_unlock(&sink_lock);
+	if (old >= 0)
+		close(old);
+	return 0;
+}
+
+int ab_log_reopen(void)
+{
+	int rc = 0;
+	pthread_rwlock_wrlock(&sink_lock);
+	if (file_path) {
+		int fd = open_log(file_path);
+		if (fd >= 0) {
+			close(file_fd);
+			file_fd = fd;
+		} else {
+			rc = fd; /* keep writing to the old file rather than nowhere */
+		}
+	}
+	pthread_rwlock_unlock(&sink_lock);
+	return rc;
+}
+
+void ab_log_request_reopen(void)
+{
+	atomic_store(&reopen_wanted, 1);
+}
+
+/* ---- the hook ---- */
+
+void ab_log_set_hook(ab_log_hook_fn fn, void *ud)
+{
+	pthread_rwlock_wrlock(&sink_lock);
+	hook_fn = fn;
+	hook_ud = fn ? ud : NULL;
+	pthread_rwlock_unlock(&sink_lock);
+}
+
+void ab_log_mute_hook(bool mute)
+{
+	hook_muted = mute;
 }

@@ -13,6 +13,7 @@
  * thread; the hub sleeps on a condition variable when nobody listens.
  */
 #include "kb_api.h"
+#include "logs_api.h"
 #include "sessions.h"
 #include "service.h"
 
@@ -423,6 +424,10 @@ static const struct ab_route routes[] = {
 	{"GET", "/api/jobs/{id}/events", ab_job_h_events, AB_ACCESS_VIEWER, AB_ROUTE_STREAM,
 	 "a job's progress as server-sent events, until it ends"},
 	{"POST", "/api/jobs/{id}/cancel", ab_job_h_cancel, AB_ACCESS_USER, 0, "ask a job to stop"},
+	{"GET", "/api/logs", ab_logs_h_list, AB_ACCESS_VIEWER, 0,
+	 "log lines of every role and host, newest last (?role=&host=&level=&since=&limit=)"},
+	{"GET", "/api/logs/stream", ab_logs_h_stream, AB_ACCESS_VIEWER, AB_ROUTE_STREAM,
+	 "new log lines as server-sent events (same filters; ?limit=N replays N first)"},
 };
 
 const struct ab_role_def ab_role_coordinator = {

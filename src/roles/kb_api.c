@@ -16,7 +16,9 @@
  *
  * The handlers are thin: src/kb does the work. Each progress stream gets a
  * small thread that polls the job's hash every 250 ms and writes an event
- * when something changed, until the job ends or the client goes away.
+ * when something changed, until the job ends, the client goes away, or the
+ * coordinator stops (ab_kb_api_free waits for every such thread to end
+ * before the Redis client they use can go).
  */
 #include "kb_api.h"
 
@@ -36,6 +38,10 @@ struct ab_kb_api {
 	struct ab_service *svc;
 	struct ab_kb *kb;
 	struct ab_jobs *workers;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int streams;   /* job event streams running */
+	bool stopping; /* ab_kb_api_free waits for the streams to end */
 };
 
 static struct ab_kb *kb_of(struct ab_http_req *req)
@@ -352,6 +358,7 @@ void ab_job_h_cancel(struct ab_http_req *req)
 }
 
 struct job_stream {
+	struct ab_kb_api *api;
 	struct ab_redis *redis;
 	struct ab_http_stream *s;
 	char id[AB_JOB_ID_MAX];
@@ -368,7 +375,12 @@ static void *job_stream_main(void *arg)
 	struct job_stream *js = arg;
 	char *last = NULL;
 	int64_t deadline = ab_now_ms() + 24LL * 3600 * 1000;
-	while (!ab_http_stream_closed(js->s) && ab_now_ms() < deadline) {
+	for (;;) {
+		pthread_mutex_lock(&js->api->lock);
+		bool stop = js->api->stopping;
+		pthread_mutex_unlock(&js->api->lock);
+		if (stop || ab_http_stream_closed(js->s) || ab_now_ms() >= deadline)
+			break;
 		json_t *j = NULL;
 		int rc = ab_jobs_get(js->redis, js->id, &j);
 		if (rc == AB_ENOTFOUND) {
@@ -394,7 +406,12 @@ static void *job_stream_main(void *arg)
 	}
 	free(last);
 	ab_http_stream_close(js->s);
+	struct ab_kb_api *a = js->api;
 	free(js);
+	pthread_mutex_lock(&a->lock);
+	a->streams--;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
 	return NULL;
 }
 
@@ -409,7 +426,13 @@ void ab_job_h_events(struct ab_http_req *req)
 		return;
 	}
 	json_decref(j);
+	struct ab_kb_api *a = ab_coord_kb(svc);
+	if (!a) {
+		ab_http_reply_error(req, 503, "unavailable", "the knowledge base is not configured here");
+		return;
+	}
 	struct job_stream *js = ab_xcalloc(1, sizeof(*js));
+	js->api = a;
 	js->redis = svc->redis;
 	ab_strlcpy(js->id, id, sizeof(js->id));
 	js->s = ab_http_reply_stream(req, 200, "text/event-stream");
@@ -421,9 +444,15 @@ void ab_job_h_events(struct ab_http_req *req)
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_mutex_lock(&a->lock);
+	a->streams++;
+	pthread_mutex_unlock(&a->lock);
 	if (pthread_create(&th, &attr, job_stream_main, js) != 0) {
 		ab_http_stream_close(js->s);
 		free(js);
+		pthread_mutex_lock(&a->lock);
+		a->streams--;
+		pthread_mutex_unlock(&a->lock);
 	}
 	pthread_attr_destroy(&attr);
 }
@@ -433,6 +462,8 @@ int ab_kb_api_new(struct ab_service *svc, struct ab_kb_api **out, char *err, siz
 	const struct ab_config *cfg = svc->cfg;
 	struct ab_kb_api *a = ab_xcalloc(1, sizeof(*a));
 	a->svc = svc;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
 	char *llm_url = NULL;
 	const char *url = cfg->kb.embed_url;
 	const char *key = cfg->kb.embed_api_key;
@@ -481,8 +512,15 @@ void ab_kb_api_free(struct ab_kb_api *a)
 {
 	if (!a)
 		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	while (a->streams > 0) /* each notices within one 250 ms poll */
+		pthread_cond_wait(&a->cond, &a->lock);
+	pthread_mutex_unlock(&a->lock);
 	ab_jobs_stop(a->workers);
 	ab_kb_free(a->kb);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
 	free(a);
 }
 

@@ -11,11 +11,18 @@
  * ever sees them. Shutdown then runs in the reverse order of start-up:
  * registry entry deleted, HTTP server stopped (closing streams), role
  * torn down, Redis client freed.
+ *
+ * Logs: the role's lines also go to log.file (when set; SIGHUP, taken by
+ * the same sigwait(), reopens it for logrotate) and, through the sink of
+ * logsink.h, to the ab:log stream. The sink starts right after the Redis
+ * client, queues what is logged before Redis answers, and is stopped
+ * after the role's teardown with a short flush so the last lines land.
  */
 #include "service.h"
 
 #include "keys.h"
 #include "log.h"
+#include "logsink.h"
 #include "sha256.h"
 
 #include <errno.h>
@@ -181,6 +188,7 @@ static void redis_metrics(void *ud, struct ab_buf *out)
 		      st.state == AB_REDIS_UP, st.ping_ms, (unsigned long long)st.commands,
 		      (unsigned long long)st.failures, (unsigned long long)st.reconnects,
 		      (double)(ab_now_ms() - svc->started_ms) / 1000.0);
+	ab_logsink_metrics(out);
 }
 
 /*
@@ -213,6 +221,7 @@ int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
 		   const struct ab_serve_opts *opts)
 {
 	struct ab_service svc;
+	struct ab_logsink *logsink = NULL;
 	char err[512];
 	int status = 1;
 	memset(&svc, 0, sizeof(svc));
@@ -221,10 +230,18 @@ int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
 	svc.started_ms = ab_now_ms();
 	svc.started_wall_ms = ab_wall_ms();
 
+	if (cfg->log_file && cfg->log_file[0]) {
+		int le = ab_log_open_file(cfg->log_file);
+		if (le < 0)
+			ab_log(AB_LOG_WARN, "cannot open log file %s: %s (logging to stderr only)",
+			       cfg->log_file, ab_strerror(le));
+	}
+
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -250,6 +267,13 @@ int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
 	if (e < 0) {
 		ab_log(AB_LOG_ERROR, "cannot create redis client: %s", ab_strerror(e));
 		goto out;
+	}
+	if (cfg->log_stream_max > 0) {
+		struct ab_logsink_opts lo = {
+			.redis = svc.redis, .host = me->host, .stream_max = cfg->log_stream_max};
+		e = ab_logsink_start(&lo, &logsink);
+		if (e < 0)
+			ab_log(AB_LOG_WARN, "log stream not started: %s", ab_strerror(e));
 	}
 
 	svc.n_routes = AB_ARRAY_LEN(common_routes) + def->n_routes;
@@ -308,7 +332,14 @@ int ab_service_run(struct ab_config *cfg, const struct ab_role_def *def,
 	notify("READY=1");
 
 	int sig = 0;
-	sigwait(&set, &sig);
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		e = ab_log_reopen();
+		if (e < 0)
+			ab_log(AB_LOG_WARN, "cannot reopen log file %s: %s", cfg->log_file,
+			       ab_strerror(e));
+		else
+			ab_log(AB_LOG_INFO, "log file reopened on SIGHUP");
+	}
 	ab_log(AB_LOG_INFO, "stopping on signal %d", sig);
 	notify("STOPPING=1");
 	status = 0;
@@ -317,7 +348,9 @@ out:
 	ab_http_server_free(svc.http);
 	if (def->fini)
 		def->fini(&svc);
+	ab_logsink_stop(logsink, 1000);
 	ab_redis_free(svc.redis);
 	free(svc.routes);
+	ab_log_open_file(NULL);
 	return status;
 }

@@ -689,8 +689,8 @@ Test(config, each_key_env_names)
 	struct key_seen s = {0};
 	ab_config_each_key(on_key, &s);
 	/* 4 top + 8 roles x 3 + 3 redis + 4 llm service + 4 security + 4 timeouts
-	 * + 9 llm + 10 kb + 1 http + 2 log */
-	cr_assert_eq(s.n, 65);
+	 * + 9 llm + 10 kb + 9 deploy + 1 http + 4 log */
+	cr_assert_eq(s.n, 76);
 	cr_assert(s.probe);
 	cr_assert(s.redis_pw);
 	cr_assert(s.state);
