@@ -11,7 +11,8 @@ build_pkgs=(
   libjansson-dev libutf8proc-dev redis-server libstemmer-dev libmd4c-dev
   libgumbo-dev libpoppler-glib-dev zstd libzstd-dev
 )
-test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest python3-numpy)
+test_pkgs=(libcriterion-dev clang libclang-rt-14-dev curl iproute2 procps psmisc valgrind python3 python3-pytest python3-numpy
+  openssh-server openssh-client systemd)
 bench_pkgs=(wrk nginx-light python3-fastapi python3-uvicorn python3-redis hyperfine python3-hnswlib)
 
 want=("${build_pkgs[@]}")
