@@ -11,10 +11,15 @@
  *      /tmp/b-quant/libabcore.a -lutf8proc -lpthread -lm -o /tmp/llm_kernels
  *   /tmp/llm_kernels [R C]          (default 5632 2048, TinyLlama's FFN)
  *
- * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types. Q4_0 is
- * measured in the layout the model loader gives it (ab_quant_repack:
- * Q4_0_X8); AB_BENCH_NO_REPACK=1 measures the file's layout instead.
- * AB_FORCE_SCALAR=1 in the environment measures the scalar kernels,
+ * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types. Q4_0 and
+ * Q8_0 are measured in the layout the model loader gives them
+ * (ab_quant_repack: Q4_0_X8, Q8_0_X8); AB_BENCH_NO_REPACK=1 measures the
+ * file's layout instead.
+ * AB_BENCH_MB=600 (say) cycles through enough copies of the matrix to
+ * fill that many MiB, so that the weights come from DRAM, not the cache,
+ * as they do in generation with a real model (the default, one copy,
+ * measures the kernel on cache-resident weights). AB_BENCH_T=1 limits
+ * the run to T = 1. AB_FORCE_SCALAR=1 in the environment measures the scalar kernels,
  * AB_QUANT_NO_VNNI=1 the plain AVX2 ones on a CPU with AVX-VNNI. Each
  * figure is the best of three 0.3 s runs (the machine is often shared).
  */
@@ -59,28 +64,40 @@ int main(int argc, char **argv)
 		if (only && !strstr(only, ab_type_get(types[ti])->name))
 			continue;
 		size_t wb = ab_type_row_bytes(types[ti], C) * (size_t)R;
-		void *W = ab_xmalloc(wb);
-		ab_quantize(types[ti], wf, W, R * C);
+		void *W0 = ab_xmalloc(wb);
+		ab_quantize(types[ti], wf, W0, R * C);
 		/* the layout the model loader uses (Q4_0: rows interleaved by
-		 * eight); AB_BENCH_NO_REPACK=1 measures the file's layout */
-		uint32_t mt = types[ti];
+		 * eight); AB_BENCH_NO_REPACK=1 measures the file's layout.
+		 * AB_BENCH_MB: more copies, made the same way */
 		const char *nr = getenv("AB_BENCH_NO_REPACK");
-		void *rp = NULL;
-		if (!(nr && *nr == '1') && ab_quant_repack(types[ti], W, R, C, &rp, &mt) == 0 && rp) {
-			free(W);
-			W = rp;
+		const char *mbs = getenv("AB_BENCH_MB");
+		size_t ncopy = mbs ? ((size_t)atol(mbs) << 20) / wb + 1 : 1;
+		void **Ws = ab_xmalloc(ncopy * sizeof(*Ws));
+		uint32_t mt = types[ti];
+		for (size_t c = 0; c < ncopy; c++) {
+			void *rp = NULL;
+			if (!(nr && *nr == '1') && ab_quant_repack(types[ti], W0, R, C, &rp, &mt) == 0 && rp) {
+				Ws[c] = rp;
+			} else {
+				Ws[c] = ab_xmalloc(wb);
+				memcpy(Ws[c], W0, wb);
+			}
 		}
-		for (size_t k = 0; k < 2; k++)
+		free(W0);
+		size_t cur = 0;
+		const char *t1 = getenv("AB_BENCH_T");
+		for (size_t k = 0; k < (t1 && *t1 == '1' ? 1 : 2); k++)
 			for (int nt = 1; nt <= 2; nt++) {
 				struct ab_pool *p = ab_pool_new(nt);
 				int64_t T = Ts[k];
-				ab_matmul(W, mt, R, C, X, T, Y, p); /* warm up */
+				ab_matmul(Ws[0], mt, R, C, X, T, Y, p); /* warm up */
 				double best = 1e30;
 				for (int rep = 0; rep < 3; rep++) {
 					int iters = 0;
 					double t0 = now(), el;
 					do {
-						ab_matmul(W, mt, R, C, X, T, Y, p);
+						ab_matmul(Ws[cur], mt, R, C, X, T, Y, p);
+						cur = (cur + 1) % ncopy;
 						iters++;
 						el = now() - t0;
 					} while (el < 0.3 || iters < 2);
@@ -93,7 +110,9 @@ int main(int argc, char **argv)
 				       (double)wb / dt * 1e-9, (double)R / dt);
 				ab_pool_free(p);
 			}
-		free(W);
+		for (size_t c = 0; c < ncopy; c++)
+			free(Ws[c]);
+		free(Ws);
 	}
 	free(wf);
 	free(X);

@@ -56,9 +56,9 @@
  * small model).
  *
  * Repacking. After the tensors are checked, every layer matrix and the
- * classifier is offered to ab_quant_repack: Q4_0 matrices (rows a
- * multiple of 8) are copied into the eight-row interleaved layout the
- * kernels read 2-3x faster (quant.c), owned by the model (mat.packed),
+ * classifier is offered to ab_quant_repack: Q4_0 and Q8_0 matrices (rows
+ * a multiple of 8) are copied into the eight-row interleaved layouts the
+ * kernels read 1.5-3x faster (quant.c), owned by the model (mat.packed),
  * and the file's pages of the original are dropped with MADV_DONTNEED
  * (read once; the mapping stays valid), so resident memory stays the
  * size of the weights. The token embedding stays as stored (rows are
@@ -394,7 +394,7 @@ static int load_vec(const struct ab_llm_model *m, const char *name, int64_t n, b
 	return 0;
 }
 
-/* Replaces w by a faster layout when ab_quant_repack has one (Q4_0), and
+/* Replaces w by a faster layout when ab_quant_repack has one (Q4_0, Q8_0), and
  * drops the file's pages of the original from this process (they were
  * read once; the mapping stays valid, a later access would fault them in
  * again) so that the copy does not double the resident size. */

@@ -34,10 +34,11 @@ enum ab_type {
 	AB_TYPE_Q6_K = 14,
 	AB_TYPE_Q8_K = 15,
 	AB_TYPE_BF16 = 30,
-	/* Not a GGUF type: Q4_0 rows repacked by ab_quant_repack, groups of
-	 * eight rows interleaved (see quant.c). Only ab_matmul reads it. */
+	/* Not GGUF types: Q4_0 / Q8_0 rows repacked by ab_quant_repack, groups
+	 * of eight rows interleaved (see quant.c). Only ab_matmul reads them. */
 	AB_TYPE_Q4_0_X8 = 39,
-	AB_TYPE__MAX = 40,
+	AB_TYPE_Q8_0_X8 = 40,
+	AB_TYPE__MAX = 41,
 };
 
 struct ab_type_info {
@@ -86,10 +87,11 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 
 /*
  * Weights in a layout the kernels read faster, made once at model load:
- * for a Q4_0 matrix of R rows (R a multiple of 8) a new buffer of the same
- * size (*out, to free()) in AB_TYPE_Q4_0_X8 (*out_type), to pass to
- * ab_matmul instead of the original. Other types and shapes: *out = NULL
- * (use the original as it is). 0, or AB_EINVAL.
+ * for a Q4_0 or Q8_0 matrix of R rows (R a multiple of 8) a new buffer of
+ * the same size (*out, to free()) in AB_TYPE_Q4_0_X8 / AB_TYPE_Q8_0_X8
+ * (*out_type), to pass to ab_matmul instead of the original. Other types
+ * and shapes: *out = NULL (use the original as it is). 0, or AB_EINVAL.
+ * Thread-safe: a loader may repack several matrices at once.
  */
 int ab_quant_repack(uint32_t type, const void *W, int64_t R, int64_t C, void **out,
 		    uint32_t *out_type);

@@ -594,19 +594,29 @@ Test(quant, matmul_shapes, .timeout = 300)
 	ab_pool_free(pool);
 }
 
-/* Q4_0 repacked eight rows at a time (ab_quant_repack, what the model
- * loader does): the same products as float64 on the dequantised values,
- * AVX2 bit-identical to scalar whatever the pool, T = 1 identical to any
- * T, and no repack where it does not apply. */
-static void x8_case(int64_t R, int64_t C, int64_t T, struct ab_pool **pools, int npools)
+/* Q4_0 and Q8_0 repacked eight rows at a time (ab_quant_repack, what the
+ * model loader does): the same products as float64 on the dequantised
+ * values, AVX2 bit-identical to scalar whatever the pool, T = 1 identical
+ * to any T, and no repack where it does not apply. */
+static void x8_case(uint32_t type, int64_t R, int64_t C, int64_t T, struct ab_pool **pools, int npools)
 {
 	struct mm_case c;
-	mm_case_init(&c, AB_TYPE_Q4_0, R, C, T);
+	mm_case_init(&c, type, R, C, T);
 	void *rp = NULL;
 	uint32_t rt = 0;
-	cr_assert_eq(ab_quant_repack(AB_TYPE_Q4_0, c.W, R, C, &rp, &rt), 0);
+	cr_assert_eq(ab_quant_repack(type, c.W, R, C, &rp, &rt), 0);
 	cr_assert_not_null(rp);
-	cr_assert_eq(rt, AB_TYPE_Q4_0_X8);
+	cr_assert_eq(rt, type == AB_TYPE_Q4_0 ? AB_TYPE_Q4_0_X8 : AB_TYPE_Q8_0_X8);
+	/* the AVX2 repack writes the scalar one's bytes */
+	ab_quant_force_scalar(true);
+	void *rps = NULL;
+	uint32_t rts = 0;
+	cr_assert_eq(ab_quant_repack(type, c.W, R, C, &rps, &rts), 0);
+	ab_quant_force_scalar(false);
+	cr_assert_eq(rts, rt);
+	cr_assert(!memcmp(rp, rps, ab_type_row_bytes(type, C) * (size_t)R), "repack %ldx%ld: scalar and AVX2 differ",
+		  (long)R, (long)C);
+	free(rps);
 	free(c.W);
 	c.W = rp;
 	c.type = rt;
@@ -639,12 +649,14 @@ static void x8_case(int64_t R, int64_t C, int64_t T, struct ab_pool **pools, int
 	mm_case_free(&c);
 }
 
-Test(quant, matmul_q4_0_repacked, .timeout = 300)
+Test(quant, matmul_q4_0_q8_0_repacked, .timeout = 300)
 {
 	struct ab_pool *pools[4] = {NULL, ab_pool_new(1), ab_pool_new(2), ab_pool_new(3)};
 	static const int64_t shapes[][3] = {{8, 32, 1}, {16, 96, 5}, {40, 800, 7}, {96, 256, 17}, {128, 768, 3}};
-	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++)
-		x8_case(shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++) {
+		x8_case(AB_TYPE_Q4_0, shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+		x8_case(AB_TYPE_Q8_0, shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+	}
 	for (int p = 0; p < 4; p++)
 		ab_pool_free(pools[p]);
 
@@ -656,13 +668,19 @@ Test(quant, matmul_q4_0_repacked, .timeout = 300)
 	cr_assert_null(rp);
 	cr_assert_eq(rt, AB_TYPE_Q4_0);
 	rp = (void *)1;
-	cr_assert_eq(ab_quant_repack(AB_TYPE_Q8_0, w, 8, 32, &rp, &rt), 0);
+	cr_assert_eq(ab_quant_repack(AB_TYPE_Q8_0, w, 7, 32, &rp, &rt), 0);
 	cr_assert_null(rp);
 	cr_assert_eq(rt, AB_TYPE_Q8_0);
+	rp = (void *)1;
+	cr_assert_eq(ab_quant_repack(AB_TYPE_F32, w, 8, 32, &rp, &rt), 0);
+	cr_assert_null(rp);
+	cr_assert_eq(rt, AB_TYPE_F32);
 	cr_assert_eq(ab_quant_repack(AB_TYPE_Q4_0, NULL, 8, 32, &rp, &rt), AB_EINVAL);
 	/* a GGUF file may not claim the internal type */
 	cr_assert_not_null(ab_type_get(AB_TYPE_Q4_0_X8));
 	cr_assert(!ab_type_get(AB_TYPE_Q4_0_X8)->supported);
+	cr_assert_not_null(ab_type_get(AB_TYPE_Q8_0_X8));
+	cr_assert(!ab_type_get(AB_TYPE_Q8_0_X8)->supported);
 }
 
 /* ---- pool ---- */
