@@ -1088,6 +1088,7 @@ static int pick_results(struct ab_kb *kb, const struct ab_kb_query *q, const str
 				json_object_set(r, "text", json_object_get(cj, "text"));
 				json_object_set(r, "heading", json_object_get(cj, "heading"));
 				json_object_set(r, "page", json_object_get(cj, "page"));
+				json_object_set(r, "page_last", json_object_get(cj, "page_last"));
 				json_decref(cj);
 			}
 			if (h->bm25 > 0)

@@ -354,3 +354,24 @@ def test_model_embedders(tmpdir_ab, embedder):
             assert res[0]["doc_id"] == ids[i], (t, res)
     finally:
         u.stop()
+
+
+def test_pdf_pages_reach_search_results(kbup):
+    """A PDF upload: the title from its metadata, page numbers kept from
+    extraction through chunking to the search results; a broken PDF fails."""
+    u = kbup
+    data_dir = os.path.join(os.path.dirname(__file__), "..", "data", "kb")
+    with open(os.path.join(data_dir, "manual.pdf"), "rb") as f:
+        pdf = f.read()
+    st, r = upload(u, "manual.pdf", pdf)
+    assert st == 202, r
+    assert wait_job(u, r["job"])["state"] == "done"
+    st, doc = http_json("GET", u.port, "/api/knowledge/documents/" + r["id"], token=u.token)
+    assert doc["title"] == "AutoBot Test Manual" and doc["pages"] == 3 and doc["type"] == "pdf"
+    # three short pages make one chunk: it runs from page 1 to page 3
+    res = search(u, "what does a blinking red light mean", k=1, filters={"type": "pdf"})
+    assert res[0]["doc_id"] == r["id"] and "blinks red" in res[0]["text"]
+    assert (res[0]["page"], res[0]["page_last"]) == (1, 3), res[0]
+    st, r2 = upload(u, "broken.pdf", pdf[:len(pdf) // 2])
+    state = wait_job(u, r2["job"])
+    assert state["state"] == "failed" and "PDF" in state["error"], state

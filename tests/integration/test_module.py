@@ -58,6 +58,8 @@ def test_points_example(mod):
     d = dict(zip(info[0::2], info[1::2]))
     assert d["quant-type"] == "int8" and d["vector-dim"] == 2 and d["size"] == 5
     assert d["hnsw-m"] == 16
+    mem5 = c.cmd("MEMORY", "USAGE", "points")
+    assert mem5 > 5 * 2  # the type reports its memory
     assert c.cmd("VREM", "points", "pt:A") == 1
     assert c.cmd("VREM", "points", "pt:A") == 0
     assert c.cmd("VCARD", "points") == 4
@@ -198,6 +200,7 @@ def _random_set(c, key, n, dim, seed, quant=None, clustered=False):
 def test_recall_against_truth(mod):
     r, c = mod
     _random_set(c, "big", 3000, 32, 1)
+    assert c.cmd("MEMORY", "USAGE", "big") > 3000 * 32  # int8 components at least
     rnd = random.Random(2)
     hits = total = 0
     for _ in range(30):
