@@ -47,10 +47,10 @@
 #include <zstd.h>
 #endif
 
-#define BLOCK 512
-#define USTAR_MAX_SIZE 077777777777ull /* 11 octal digits */
-#define MAX_TRAILING_ZEROS (1u << 20)   /* padding after the end blocks */
-#define RAW_BUF (128u << 10)
+#define BLOCK              512
+#define USTAR_MAX_SIZE     077777777777ull /* 11 octal digits */
+#define MAX_TRAILING_ZEROS (1u << 20)      /* padding after the end blocks */
+#define RAW_BUF            (128u << 10)
 
 /* ---- writer ------------------------------------------------------------- */
 
@@ -63,8 +63,8 @@ struct ab_archive_writer {
 	size_t out_cap;
 	uint64_t out_bytes;
 	bool in_member;
-	uint64_t size;       /* of the open member */
-	uint64_t written;    /* of the open member, so far */
+	uint64_t size;    /* of the open member */
+	uint64_t written; /* of the open member, so far */
 	bool failed;
 	char err[256];
 };
@@ -114,13 +114,15 @@ static int push(struct ab_archive_writer *w, const void *p, size_t n, bool end)
 	ZSTD_inBuffer in = {p, n, 0};
 	for (;;) {
 		ZSTD_outBuffer ob = {w->out, w->out_cap, 0};
-		size_t left = ZSTD_compressStream2(w->cctx, &ob, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+		size_t left =
+		    ZSTD_compressStream2(w->cctx, &ob, &in, end ? ZSTD_e_end : ZSTD_e_continue);
 		if (ZSTD_isError(left))
 			return wfail(w, AB_EPROTO, "zstd: %s", ZSTD_getErrorName(left));
 		if (ob.pos > 0) {
 			int rc = write_all(w->fd, w->out, ob.pos);
 			if (rc < 0)
-				return wfail(w, rc, "cannot write the archive: %s", ab_strerror(rc));
+				return wfail(w, rc, "cannot write the archive: %s",
+				             ab_strerror(rc));
 			w->out_bytes += ob.pos;
 		}
 		if (end ? left == 0 : in.pos == in.size)
@@ -195,7 +197,7 @@ static void pax_record(struct ab_buf *b, const char *key, const char *value)
 }
 
 static void header(uint8_t h[BLOCK], const char *name, size_t name_len, uint64_t size,
-		   unsigned mode, int64_t mtime, char type)
+                   unsigned mode, int64_t mtime, char type)
 {
 	memset(h, 0, BLOCK);
 	memcpy(h, name, name_len < 100 ? name_len : 100);
@@ -216,7 +218,7 @@ static void header(uint8_t h[BLOCK], const char *name, size_t name_len, uint64_t
 }
 
 int ab_archive_begin(struct ab_archive_writer *w, const char *name, uint64_t size, unsigned mode,
-		     int64_t mtime)
+                     int64_t mtime)
 {
 	if (w->failed)
 		return AB_EINVAL;
@@ -279,7 +281,7 @@ int ab_archive_end(struct ab_archive_writer *w)
 		return AB_EINVAL;
 	if (!w->in_member || w->written != w->size)
 		return wfail(w, AB_EINVAL, "member ended after %llu of %llu bytes",
-			     (unsigned long long)w->written, (unsigned long long)w->size);
+		             (unsigned long long)w->written, (unsigned long long)w->size);
 	w->in_member = false;
 	static const uint8_t zeros[BLOCK];
 	if (w->size % BLOCK)
@@ -288,7 +290,7 @@ int ab_archive_end(struct ab_archive_writer *w)
 }
 
 int ab_archive_add(struct ab_archive_writer *w, const char *name, const void *p, size_t n,
-		   unsigned mode, int64_t mtime)
+                   unsigned mode, int64_t mtime)
 {
 	int rc = ab_archive_begin(w, name, n, mode, mtime);
 	if (rc == 0 && n > 0)
@@ -299,8 +301,8 @@ int ab_archive_add(struct ab_archive_writer *w, const char *name, const void *p,
 }
 
 int ab_archive_add_file(struct ab_archive_writer *w, const char *name, const char *path,
-			uint64_t size, unsigned mode, int64_t mtime, char *sha256_hex,
-			void (*progress)(void *ud, uint64_t done), void *ud)
+                        uint64_t size, unsigned mode, int64_t mtime, char *sha256_hex,
+                        void (*progress)(void *ud, uint64_t done), void *ud)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -381,21 +383,21 @@ struct ab_archive_reader {
 	bool raw;
 #ifndef AB_ARCHIVE_TAR_ONLY
 	ZSTD_DCtx *dctx;
-	size_t zret;         /* last ZSTD_decompressStream result: 0 = at a frame end */
+	size_t zret; /* last ZSTD_decompressStream result: 0 = at a frame end */
 #endif
-	uint8_t *in;         /* compressed input */
+	uint8_t *in; /* compressed input */
 	size_t in_cap, in_len, in_pos;
 	bool src_eof;
-	uint8_t *out;        /* decompressed bytes not yet consumed */
+	uint8_t *out; /* decompressed bytes not yet consumed */
 	size_t out_cap, out_len, out_pos;
 	uint64_t in_bytes;
-	uint64_t remaining;  /* data of the current member */
-	uint64_t pad;        /* zero padding after it */
+	uint64_t remaining; /* data of the current member */
+	uint64_t pad;       /* zero padding after it */
 	size_t members;
 	int state;
-	int rc;              /* the error, once R_FAILED */
+	int rc; /* the error, once R_FAILED */
 	char err[320];
-	int fd;              /* for ab_archive_reader_fd */
+	int fd; /* for ab_archive_reader_fd */
 };
 
 static int rfail(struct ab_archive_reader *r, int rc, const char *fmt, ...) AB_PRINTF(3, 4);
@@ -504,13 +506,14 @@ static int fill(struct ab_archive_reader *r)
 			ssize_t k = r->src(r->ud, r->in, r->in_cap);
 			if (k < 0)
 				return rfail(r, (int)k, "cannot read the archive: %s",
-					     ab_strerror((int)k));
+				             ab_strerror((int)k));
 			if (r->in_bytes == 0 && k >= 4) {
 				static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
 				if (memcmp(r->in, magic, 4) != 0)
-					return rfail(r, AB_EPROTO,
-						     "not a zstd stream (a .tar.zst archive starts with "
-						     "28 b5 2f fd)");
+					return rfail(
+					    r, AB_EPROTO,
+					    "not a zstd stream (a .tar.zst archive starts with "
+					    "28 b5 2f fd)");
 			}
 			r->in_bytes += (uint64_t)k;
 			r->in_len = (size_t)k;
@@ -527,17 +530,18 @@ static int fill(struct ab_archive_reader *r)
 		size_t z = ZSTD_decompressStream(r->dctx, &ob, &ib);
 		r->in_pos = ib.pos;
 		if (ZSTD_isError(z))
-			return rfail(r, AB_EPROTO,
-				     "corrupt: zstd says \"%s\" within the first %llu compressed bytes",
-				     ZSTD_getErrorName(z), (unsigned long long)r->in_bytes);
+			return rfail(
+			    r, AB_EPROTO,
+			    "corrupt: zstd says \"%s\" within the first %llu compressed bytes",
+			    ZSTD_getErrorName(z), (unsigned long long)r->in_bytes);
 		r->zret = z;
 		if (ob.pos == 0 && starved) {
 			if (r->in_bytes == 0)
 				return rfail(r, AB_EPROTO, "the archive is empty");
 			return rfail(r, AB_EPROTO,
-				     "truncated: the compressed stream stops inside a zstd frame "
-				     "after %llu bytes",
-				     (unsigned long long)r->in_bytes);
+			             "truncated: the compressed stream stops inside a zstd frame "
+			             "after %llu bytes",
+			             (unsigned long long)r->in_bytes);
 		}
 		if (ob.pos > 0) {
 			r->out_len = ob.pos;
@@ -559,10 +563,11 @@ static int take(struct ab_archive_reader *r, void *dst, uint64_t n, const char *
 			if (f < 0)
 				return f;
 			if (f == 0)
-				return rfail(r, AB_EPROTO,
-					     "truncated: the archive ends inside %s (no end-of-archive "
-					     "marker)",
-					     what);
+				return rfail(
+				    r, AB_EPROTO,
+				    "truncated: the archive ends inside %s (no end-of-archive "
+				    "marker)",
+				    what);
 		}
 		size_t k = r->out_len - r->out_pos;
 		if (k > n)
@@ -658,7 +663,7 @@ bool ab_archive_name_ok(const char *name)
 
 /* Applies the records of one pax header (n bytes) to *path / *size. */
 static int parse_pax(struct ab_archive_reader *r, const char *d, size_t n, char *path,
-		     bool *have_path, uint64_t *size, bool *have_size)
+                     bool *have_path, uint64_t *size, bool *have_size)
 {
 	size_t pos = 0;
 	while (pos < n) {
@@ -667,7 +672,8 @@ static int parse_pax(struct ab_archive_reader *r, const char *d, size_t n, char 
 			len = len * 10 + (size_t)(d[i++] - '0');
 		if (i == pos || i >= n || d[i] != ' ' || len < (i - pos) + 4 || len > n - pos ||
 		    d[pos + len - 1] != '\n')
-			return rfail(r, AB_EPROTO, "corrupt: a malformed pax record at offset %zu", pos);
+			return rfail(r, AB_EPROTO, "corrupt: a malformed pax record at offset %zu",
+			             pos);
 		const char *kv = d + i + 1, *end = d + pos + len - 1;
 		const char *eq = memchr(kv, '=', (size_t)(end - kv));
 		if (!eq || eq == kv)
@@ -690,8 +696,9 @@ static int parse_pax(struct ab_archive_reader *r, const char *d, size_t n, char 
 				s = s * 10 + (uint64_t)(v[k] - '0');
 			}
 			if (s > AB_ARCHIVE_MAX_SIZE)
-				return rfail(r, AB_ETOOBIG, "a member of %llu bytes is over the limit",
-					     (unsigned long long)s);
+				return rfail(r, AB_ETOOBIG,
+				             "a member of %llu bytes is over the limit",
+				             (unsigned long long)s);
 			*size = s;
 			*have_size = true;
 		}
@@ -743,16 +750,27 @@ static int finish_read(struct ab_archive_reader *r)
 static const char *type_name(uint8_t t)
 {
 	switch (t) {
-	case '1': return "a hard link";
-	case '2': return "a symbolic link";
-	case '3': return "a character device";
-	case '4': return "a block device";
-	case '5': return "a folder";
-	case '6': return "a fifo";
-	case '7': return "a contiguous file";
-	case 'g': return "a global pax header";
-	case 'L': case 'K': return "a GNU long-name header";
-	default: return "an unknown entry type";
+	case '1':
+		return "a hard link";
+	case '2':
+		return "a symbolic link";
+	case '3':
+		return "a character device";
+	case '4':
+		return "a block device";
+	case '5':
+		return "a folder";
+	case '6':
+		return "a fifo";
+	case '7':
+		return "a contiguous file";
+	case 'g':
+		return "a global pax header";
+	case 'L':
+	case 'K':
+		return "a GNU long-name header";
+	default:
+		return "an unknown entry type";
 	}
 }
 
@@ -778,23 +796,26 @@ int ab_archive_next(struct ab_archive_reader *r, struct ab_archive_entry *e)
 			return rc;
 		if (all_zero(h, BLOCK)) {
 			if (had_pax)
-				return rfail(r, AB_EPROTO, "corrupt: a pax header with no member after it");
+				return rfail(r, AB_EPROTO,
+				             "corrupt: a pax header with no member after it");
 			rc = finish_read(r);
 			return rc < 0 ? rc : 0;
 		}
 		uint64_t stored, mode, mtime, fsize;
 		if (parse_octal(h + 148, 8, 07777777, false, &stored) < 0)
-			return rfail(r, AB_EPROTO, "corrupt: a header with a malformed checksum field");
+			return rfail(r, AB_EPROTO,
+			             "corrupt: a header with a malformed checksum field");
 		unsigned sum = 0;
 		for (size_t i = 0; i < BLOCK; i++)
 			sum += (i >= 148 && i < 156) ? ' ' : h[i];
 		if (sum != stored)
-			return rfail(r, AB_EPROTO,
-				     "corrupt: header checksum mismatch (member %zu)", r->members + 1);
+			return rfail(r, AB_EPROTO, "corrupt: header checksum mismatch (member %zu)",
+			             r->members + 1);
 		if (memcmp(h + 257, "ustar", 6) != 0 || memcmp(h + 263, "00", 2) != 0)
-			return rfail(r, AB_EPROTO,
-				     "not a POSIX ustar/pax archive (only those are read; GNU and v7 "
-				     "headers are refused)");
+			return rfail(
+			    r, AB_EPROTO,
+			    "not a POSIX ustar/pax archive (only those are read; GNU and v7 "
+			    "headers are refused)");
 		if (parse_octal(h + 124, 12, USTAR_MAX_SIZE, false, &fsize) < 0 ||
 		    parse_octal(h + 100, 8, 07777777, true, &mode) < 0 ||
 		    parse_octal(h + 136, 12, USTAR_MAX_SIZE, true, &mtime) < 0)
@@ -804,14 +825,16 @@ int ab_archive_next(struct ab_archive_reader *r, struct ab_archive_entry *e)
 			if (had_pax)
 				return rfail(r, AB_EPROTO, "corrupt: two pax headers in a row");
 			if (fsize > AB_ARCHIVE_MAX_PAX)
-				return rfail(r, AB_ETOOBIG, "a pax header of %llu bytes is over the limit",
-					     (unsigned long long)fsize);
+				return rfail(r, AB_ETOOBIG,
+				             "a pax header of %llu bytes is over the limit",
+				             (unsigned long long)fsize);
 			char *d = ab_xmalloc((size_t)fsize + 1);
 			rc = take(r, d, fsize, "a pax header");
 			if (rc == 0)
 				rc = take(r, NULL, (BLOCK - fsize % BLOCK) % BLOCK, "a pax header");
 			if (rc == 0)
-				rc = parse_pax(r, d, (size_t)fsize, path, &have_path, &size, &have_size);
+				rc = parse_pax(r, d, (size_t)fsize, path, &have_path, &size,
+				               &have_size);
 			free(d);
 			if (rc < 0)
 				return rc;
@@ -822,8 +845,9 @@ int ab_archive_next(struct ab_archive_reader *r, struct ab_archive_entry *e)
 			char nm[128], shown[128];
 			field_str(h, 100, nm);
 			printable(nm, strlen(nm), shown, sizeof(shown));
-			return rfail(r, AB_EPROTO, "refused: \"%s\" is %s; only regular files are read",
-				     shown, type_name(type));
+			return rfail(r, AB_EPROTO,
+			             "refused: \"%s\" is %s; only regular files are read", shown,
+			             type_name(type));
 		}
 		if (!have_path) {
 			char name[101], prefix[156];
@@ -840,13 +864,13 @@ int ab_archive_next(struct ab_archive_reader *r, struct ab_archive_entry *e)
 			char shown[128];
 			printable(path, strlen(path), shown, sizeof(shown));
 			return rfail(r, AB_EPROTO,
-				     "refused: unsafe member name \"%s\" (absolute, \"..\", empty "
-				     "component or control characters)",
-				     shown);
+			             "refused: unsafe member name \"%s\" (absolute, \"..\", empty "
+			             "component or control characters)",
+			             shown);
 		}
 		if (size > AB_ARCHIVE_MAX_SIZE)
 			return rfail(r, AB_ETOOBIG, "a member of %llu bytes is over the limit",
-				     (unsigned long long)size);
+			             (unsigned long long)size);
 		if (++r->members > AB_ARCHIVE_MAX_MEMBERS)
 			return rfail(r, AB_ETOOBIG, "more than %d members", AB_ARCHIVE_MAX_MEMBERS);
 		memcpy(e->name, path, strlen(path) + 1);
@@ -872,7 +896,7 @@ ssize_t ab_archive_read(struct ab_archive_reader *r, void *buf, size_t n)
 			return f;
 		if (f == 0)
 			return rfail(r, AB_EPROTO,
-				     "truncated: the archive ends inside a member's data");
+			             "truncated: the archive ends inside a member's data");
 	}
 	size_t k = r->out_len - r->out_pos;
 	if (k > n)
@@ -907,7 +931,7 @@ json_t *ab_archive_manifest_parse(const char *data, size_t len, char *err, size_
 	json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
 	if (!m) {
 		snprintf(err, errlen, "manifest.json is not valid JSON (line %d: %s)", je.line,
-			 je.text);
+		         je.text);
 		return NULL;
 	}
 	json_t *seen = json_object();
@@ -918,7 +942,7 @@ json_t *ab_archive_manifest_parse(const char *data, size_t len, char *err, size_
 	if (!json_is_object(m) || !fmt || strcmp(fmt, AB_ARCHIVE_FORMAT) != 0) {
 		why = "not an autobot backup manifest (format)";
 	} else if (json_integer_value(json_object_get(m, "format_version")) !=
-		   AB_ARCHIVE_FORMAT_VERSION) {
+	           AB_ARCHIVE_FORMAT_VERSION) {
 		why = "unsupported format_version (this autobot reads version 1)";
 	} else if (!json_is_array(members) || json_array_size(members) > AB_ARCHIVE_MAX_MEMBERS) {
 		why = "members is not an array of at most 1000000 entries";
@@ -934,7 +958,7 @@ json_t *ab_archive_manifest_parse(const char *data, size_t len, char *err, size_
 		else if (!ab_archive_name_ok(name) || !strcmp(name, AB_ARCHIVE_MANIFEST))
 			why = "a member with an unsafe or reserved name";
 		else if (json_integer_value(size) < 0 ||
-			 (uint64_t)json_integer_value(size) > AB_ARCHIVE_MAX_SIZE)
+		         (uint64_t)json_integer_value(size) > AB_ARCHIVE_MAX_SIZE)
 			why = "a member size out of range";
 		else if (!hex64(sha))
 			why = "a sha256 that is not 64 lowercase hex digits";

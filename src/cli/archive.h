@@ -22,13 +22,13 @@
 #include <jansson.h>
 #include <sys/types.h>
 
-#define AB_ARCHIVE_MAX_NAME 1024               /* bytes of a member name */
-#define AB_ARCHIVE_MAX_MEMBERS 1000000
-#define AB_ARCHIVE_MAX_SIZE (1ull << 40)       /* one member: 1 TiB */
-#define AB_ARCHIVE_MAX_PAX 65536               /* one pax header's data */
-#define AB_ARCHIVE_MANIFEST "manifest.json"
-#define AB_ARCHIVE_MAX_MANIFEST (64u << 20)    /* manifest.json: 64 MiB */
-#define AB_ARCHIVE_FORMAT "autobot-backup"
+#define AB_ARCHIVE_MAX_NAME       1024 /* bytes of a member name */
+#define AB_ARCHIVE_MAX_MEMBERS    1000000
+#define AB_ARCHIVE_MAX_SIZE       (1ull << 40) /* one member: 1 TiB */
+#define AB_ARCHIVE_MAX_PAX        65536        /* one pax header's data */
+#define AB_ARCHIVE_MANIFEST       "manifest.json"
+#define AB_ARCHIVE_MAX_MANIFEST   (64u << 20) /* manifest.json: 64 MiB */
+#define AB_ARCHIVE_FORMAT         "autobot-backup"
 #define AB_ARCHIVE_FORMAT_VERSION 1
 
 /* ---- writing ------------------------------------------------------------ */
@@ -49,19 +49,19 @@ void ab_archive_writer_free(struct ab_archive_writer *w);
  * Feed it with ab_archive_write() and close it with ab_archive_end(),
  * which fails with AB_EINVAL when fewer or more bytes came. */
 int ab_archive_begin(struct ab_archive_writer *w, const char *name, uint64_t size, unsigned mode,
-		     int64_t mtime);
+                     int64_t mtime);
 int ab_archive_write(struct ab_archive_writer *w, const void *p, size_t n);
 int ab_archive_end(struct ab_archive_writer *w);
 /* One member from memory. */
 int ab_archive_add(struct ab_archive_writer *w, const char *name, const void *p, size_t n,
-		   unsigned mode, int64_t mtime);
+                   unsigned mode, int64_t mtime);
 /* One member from the file at path, of exactly size bytes (a file that
  * changed size since is an error: AB_EINVAL); sha256_hex (65 bytes, may
  * be NULL) receives the digest of what was written. progress, if not
  * NULL, is called with the bytes of this member written so far. */
 int ab_archive_add_file(struct ab_archive_writer *w, const char *name, const char *path,
-			uint64_t size, unsigned mode, int64_t mtime, char *sha256_hex,
-			void (*progress)(void *ud, uint64_t done), void *ud);
+                        uint64_t size, unsigned mode, int64_t mtime, char *sha256_hex,
+                        void (*progress)(void *ud, uint64_t done), void *ud);
 /* Writes the end-of-archive blocks and ends the zstd frame. */
 int ab_archive_finish(struct ab_archive_writer *w);
 /* Compressed bytes written to fd so far. */
@@ -75,7 +75,7 @@ const char *ab_archive_writer_error(const struct ab_archive_writer *w);
  * count, 0 at the end of the input, or a negative code. */
 typedef ssize_t (*ab_archive_src_fn)(void *ud, void *buf, size_t n);
 
-#define AB_ARCHIVE_RAW 0x1u  /* the input is a bare tar stream, not zstd */
+#define AB_ARCHIVE_RAW 0x1u /* the input is a bare tar stream, not zstd */
 
 struct ab_archive_reader;
 

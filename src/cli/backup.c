@@ -67,7 +67,9 @@
  *    nothing changes. The target needs memory for the queued payloads
  *    during the swap, about twice the data set.
  * Finally it counts the keys of the target and compares them with the
- * manifest. Only database 0, the one AutoBot uses, is restored.
+ * manifest (without the registry and the log stream ab:log, which running
+ * roles write on their own). Only database 0, the one AutoBot uses, is
+ * restored.
  */
 #include "cli.h"
 
@@ -101,36 +103,37 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#define RDB_MEMBER "redis/dump.rdb"
-#define SCAN_COUNT "1000"
+#define RDB_MEMBER    "redis/dump.rdb"
+#define SCAN_COUNT    "1000"
 #define RESTORE_BATCH 256
-#define MAX_TYPES 32
+#define MAX_TYPES     32
 #define MAX_LOG_FILES 1000
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: autobot backup create [--out DIR] [--keep N] [--include-secrets]\n"
-		"       autobot backup list [--out DIR] [--json]\n"
-		"       autobot backup verify ARCHIVE\n"
-		"       autobot backup restore ARCHIVE [--yes] [--live]\n"
-		"\n"
-		"create  snapshots Redis over the network (replication protocol), and writes it\n"
-		"        with the config (secrets removed unless --include-secrets), the knowledge\n"
-		"        base's source files and the logs of every host into\n"
-		"        DIR/autobot-<cluster>-<UTC time>.tar.zst with a manifest of checksums.\n"
-		"        DIR defaults to <state_dir>/backups; --keep N deletes this cluster's\n"
-		"        oldest archives beyond the N newest.\n"
-		"list    the archives in DIR with their manifests.\n"
-		"verify  checks every checksum and loads the snapshot into a scratch redis-server\n"
-		"        (autobot.so loaded) to compare the key counts with the manifest.\n"
-		"restore verifies, then replaces Redis database 0 with the snapshot in one\n"
-		"        transaction and checks the counts. It refuses while services are\n"
-		"        registered (stop `autobot up` first; then it starts the managed redis\n"
-		"        itself) unless --live; --yes skips the confirmation.\n"
-		"\noptions:\n%s"
-		"  -h, --help         this text\n",
-		ab_cli_common_help);
+	fprintf(
+	    f,
+	    "usage: autobot backup create [--out DIR] [--keep N] [--include-secrets]\n"
+	    "       autobot backup list [--out DIR] [--json]\n"
+	    "       autobot backup verify ARCHIVE\n"
+	    "       autobot backup restore ARCHIVE [--yes] [--live]\n"
+	    "\n"
+	    "create  snapshots Redis over the network (replication protocol), and writes it\n"
+	    "        with the config (secrets removed unless --include-secrets), the knowledge\n"
+	    "        base's source files and the logs of every host into\n"
+	    "        DIR/autobot-<cluster>-<UTC time>.tar.zst with a manifest of checksums.\n"
+	    "        DIR defaults to <state_dir>/backups; --keep N deletes this cluster's\n"
+	    "        oldest archives beyond the N newest.\n"
+	    "list    the archives in DIR with their manifests.\n"
+	    "verify  checks every checksum and loads the snapshot into a scratch redis-server\n"
+	    "        (autobot.so loaded) to compare the key counts with the manifest.\n"
+	    "restore verifies, then replaces Redis database 0 with the snapshot in one\n"
+	    "        transaction and checks the counts. It refuses while services are\n"
+	    "        registered (stop `autobot up` first; then it starts the managed redis\n"
+	    "        itself) unless --live; --yes skips the confirmation.\n"
+	    "\noptions:\n%s"
+	    "  -h, --help         this text\n",
+	    ab_cli_common_help);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -268,9 +271,10 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	(void)st;
 	(void)ftw;
 	if (flag == FTW_DP)
-		return rmdir(path) < 0 ? 0 : 0;
-	unlink(path);
-	return 0;
+		rmdir(path);
+	else
+		unlink(path);
+	return 0; /* best effort: go on with the rest */
 }
 
 /* Removes a folder this process made, with everything in it. */
@@ -315,13 +319,13 @@ static bool addr_is_local(const char *host)
 /* ---- talking to Redis (hiredis, one connection) ------------------------- */
 
 static redisContext *rconnect(const char *host, int port, const char *password, int timeout_ms,
-			      char *err, size_t errlen)
+                              char *err, size_t errlen)
 {
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	redisContext *c = redisConnectWithTimeout(host, port, tv);
 	if (!c || c->err) {
 		snprintf(err, errlen, "cannot connect to redis at %s:%d: %s", host, port,
-			 c ? c->errstr : "out of memory");
+		         c ? c->errstr : "out of memory");
 		redisFree(c);
 		return NULL;
 	}
@@ -333,7 +337,7 @@ static redisContext *rconnect(const char *host, int port, const char *password, 
 		bool ok = r && r->type != REDIS_REPLY_ERROR;
 		if (!ok)
 			snprintf(err, errlen, "redis at %s:%d refused the password: %s", host, port,
-				 r ? r->str : c->errstr);
+			         r ? r->str : c->errstr);
 		freeReplyObject(r);
 		if (!ok) {
 			redisFree(c);
@@ -346,7 +350,7 @@ static redisContext *rconnect(const char *host, int port, const char *password, 
 /* A command with printf-free arguments; NULL with err set on failure or
  * an error reply. */
 static redisReply *rcmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv,
-			const size_t *lens)
+                        const size_t *lens)
 {
 	redisReply *r = redisCommandArgv(c, argc, argv, lens);
 	if (!r) {
@@ -386,10 +390,21 @@ static void info_field(const char *info, const char *field, char *out, size_t le
 
 /* The prefixes counted apart, most specific first (keys.h, registry.h). */
 static const char *const prefixes[] = {
-	AB_KEY_KB_DOC_PREFIX, AB_KEY_KB_CHUNKS_PREFIX, AB_KEY_KB_SRC_PREFIX,
-	AB_KEY_KB_HASH_PREFIX, "ab:kb:", AB_KEY_CHAT_PREFIX, AB_KEY_CHATS,
-	AB_KEY_JOB_PREFIX, AB_KEY_JOBS_PREFIX, AB_KEY_TOKEN_PREFIX, AB_KEY_TOKEN_NAMES,
-	"ab:user:", AB_KEY_SVC_PREFIX, AB_KEY_LOG, "ab:",
+    AB_KEY_KB_DOC_PREFIX,
+    AB_KEY_KB_CHUNKS_PREFIX,
+    AB_KEY_KB_SRC_PREFIX,
+    AB_KEY_KB_HASH_PREFIX,
+    "ab:kb:",
+    AB_KEY_CHAT_PREFIX,
+    AB_KEY_CHATS,
+    AB_KEY_JOB_PREFIX,
+    AB_KEY_JOBS_PREFIX,
+    AB_KEY_TOKEN_PREFIX,
+    AB_KEY_TOKEN_NAMES,
+    "ab:user:",
+    AB_KEY_SVC_PREFIX,
+    AB_KEY_LOG,
+    "ab:",
 };
 
 static const char *prefix_of(const char *key, size_t len)
@@ -431,10 +446,22 @@ static void bump(json_t *obj, const char *prefix)
 	json_object_set_new(obj, prefix, json_integer(v ? json_integer_value(v) + 1 : 1));
 }
 
+/* Whether r is a SCAN reply: [cursor, [keys...]]. */
+static bool scan_reply_ok(const redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY)
+		return false;
+	for (size_t i = 0; i < r->element[1]->elements; i++)
+		if (r->element[1]->element[i]->type != REDIS_REPLY_STRING)
+			return false;
+	return true;
+}
+
 /* Counts the keys of database 0 of c by prefix, reading each key's TTL
  * and type in pipelined batches. with_samples keeps one key per type. */
 static int count_keys(redisContext *c, struct counts *k, bool with_samples, char *err,
-		      size_t errlen)
+                      size_t errlen)
 {
 	memset(k, 0, sizeof(*k));
 	k->persistent = json_object();
@@ -445,9 +472,7 @@ static int count_keys(redisContext *c, struct counts *k, bool with_samples, char
 		redisReply *r = rcmd(c, err, errlen, 4, argv, NULL);
 		if (!r)
 			return AB_EREDIS;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		if (!scan_reply_ok(r)) {
 			snprintf(err, errlen, "redis: unexpected SCAN reply");
 			freeReplyObject(r);
 			return AB_EPROTO;
@@ -504,19 +529,24 @@ static json_t *counts_json(const struct counts *k)
 	long long vol = 0;
 	const char *key;
 	json_t *v;
-	json_object_foreach(k->volatile_keys, key, v)
-		vol += json_integer_value(v);
+	json_object_foreach(k->volatile_keys, key, v) vol += json_integer_value(v);
 	return json_pack("{s:I, s:O, s:I, s:O}", "total", (json_int_t)k->total, "persistent",
-			 k->persistent, "volatile", (json_int_t)vol, "volatile_by_prefix",
-			 k->volatile_keys);
+	                 k->persistent, "volatile", (json_int_t)vol, "volatile_by_prefix",
+	                 k->volatile_keys);
+}
+
+/* What running roles write on their own: the registry, the log stream. */
+static bool skipped(const char *prefix, bool live)
+{
+	return live && (!strcmp(prefix, AB_KEY_SVC_PREFIX) || !strcmp(prefix, AB_KEY_LOG));
 }
 
 /* Compares persistent counts of have with the manifest's want (a keys
- * object); skip (may be NULL) is a prefix left out. Volatile keys may
- * only have become fewer when volatile_ok. Writes the differences into
- * diff; returns true when they agree. */
-static bool counts_match(const json_t *want, const struct counts *have, const char *skip,
-			 bool volatile_ok, char *diff, size_t difflen)
+ * object). live leaves out skipped() prefixes and the volatile keys;
+ * otherwise volatile keys may only have become fewer. Writes the
+ * differences into diff; returns true when they agree. */
+static bool counts_match(const json_t *want, const struct counts *have, bool live, char *diff,
+                         size_t difflen)
 {
 	json_t *wp = json_object_get(want, "persistent");
 	size_t o = 0;
@@ -524,37 +554,40 @@ static bool counts_match(const json_t *want, const struct counts *have, const ch
 	bool ok = json_is_object(wp);
 	const char *key;
 	json_t *v;
-	json_object_foreach(wp, key, v) {
-		if (skip && !strcmp(key, skip))
+	json_object_foreach(wp, key, v)
+	{
+		if (skipped(key, live))
 			continue;
 		json_int_t h = json_integer_value(json_object_get(have->persistent, key));
 		if (h != json_integer_value(v)) {
 			ok = false;
 			if (o < difflen)
-				o += (size_t)snprintf(diff + o, difflen - o, " %s %lld (expected %lld)",
-						      key, (long long)h,
-						      (long long)json_integer_value(v));
+				o += (size_t)snprintf(diff + o, difflen - o,
+				                      " %s %lld (expected %lld)", key, (long long)h,
+				                      (long long)json_integer_value(v));
 		}
 	}
-	json_object_foreach(have->persistent, key, v) {
-		if ((skip && !strcmp(key, skip)) || json_object_get(wp, key))
+	json_object_foreach(have->persistent, key, v)
+	{
+		if (skipped(key, live) || json_object_get(wp, key))
 			continue;
 		ok = false;
 		if (o < difflen)
 			o += (size_t)snprintf(diff + o, difflen - o, " %s %lld (expected 0)", key,
-					      (long long)json_integer_value(v));
+			                      (long long)json_integer_value(v));
 	}
-	if (volatile_ok) {
+	if (!live) {
 		long long vol = 0;
-		json_object_foreach(have->volatile_keys, key, v)
-			vol += json_integer_value(v);
+		json_object_foreach(have->volatile_keys, key, v) vol += json_integer_value(v);
 		if (vol > json_integer_value(json_object_get(want, "volatile"))) {
 			ok = false;
 			if (o < difflen)
-				snprintf(diff + o, difflen - o, " %lld keys with a TTL (expected at most "
-								"%lld)",
-					 vol,
-					 (long long)json_integer_value(json_object_get(want, "volatile")));
+				snprintf(diff + o, difflen - o,
+				         " %lld keys with a TTL (expected at most "
+				         "%lld)",
+				         vol,
+				         (long long)json_integer_value(
+				             json_object_get(want, "volatile")));
 		}
 	}
 	return ok;
@@ -603,7 +636,8 @@ static void log_reason(const char *path, char *out, size_t len)
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\r\n")] = '\0';
 		if (strstr(line, "# ") || strstr(line, "Short read") || strstr(line, "Error") ||
-		    strstr(line, "error") || strstr(line, "can't") || strstr(line, "Unrecoverable")) {
+		    strstr(line, "error") || strstr(line, "can't") ||
+		    strstr(line, "Unrecoverable")) {
 			const char *m = strstr(line, "# ");
 			ab_strlcpy(out, m ? m + 2 : line, len);
 		}
@@ -618,17 +652,29 @@ static void log_reason(const char *path, char *out, size_t len)
  * negative code with the reason in err (e.g. a corrupt RDB).
  */
 static int scratch_start(const struct ab_config *cfg, const char *dir, const char *dbfile,
-			 struct scratch *s, char *err, size_t errlen)
+                         struct scratch *s, char *err, size_t errlen)
 {
 	memset(s, 0, sizeof(*s));
 	char module[PATH_MAX];
-	if (ab_cli_module_path(cfg, module, sizeof(module)) < 0 || !module[0]) {
-		snprintf(err, errlen, "autobot.so not found (build it, or set services.redis.module): "
-				      "the snapshot holds its vector sets and text indexes");
+	if (ab_cli_module_path(cfg, module, sizeof(module)) < 0) {
+		snprintf(err, errlen, "services.redis.module: cannot read %s", cfg->redis_module);
 		return AB_ENOTFOUND;
 	}
+	/* without the module (services.redis.module: none, or not built) a
+	 * snapshot with its types fails to load, with redis' own reason */
+	const char *load = module[0] ? "--loadmodule" : NULL;
 	ab_random_hex(s->password, 16);
 	snprintf(s->log, sizeof(s->log), "%s/scratch-redis.log", dir);
+	/* the password goes in a 0600 file, not on the command line (ps) */
+	char conf[PATH_MAX];
+	snprintf(conf, sizeof(conf), "%s/scratch-redis.conf", dir);
+	char *line = ab_xasprintf("requirepass %s\n", s->password);
+	int rc = write_file(conf, line, strlen(line), NULL);
+	free(line);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", conf, ab_strerror(rc));
+		return rc;
+	}
 	for (int attempt = 0; attempt < 3; attempt++) {
 		s->port = free_port();
 		if (s->port <= 0) {
@@ -652,10 +698,11 @@ static int scratch_start(const struct ab_config *cfg, const char *dir, const cha
 				dup2(fd, 1);
 				dup2(fd, 2);
 			}
-			execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1",
-			       "--protected-mode", "yes", "--dir", dir, "--dbfilename", dbfile, "--save",
-			       "", "--appendonly", "no", "--requirepass", s->password, "--logfile",
-			       s->log, "--daemonize", "no", "--loadmodule", module, (char *)NULL);
+			/* load == NULL ends the list before the module */
+			execlp("redis-server", "redis-server", conf, "--port", ports, "--bind",
+			       "127.0.0.1", "--protected-mode", "yes", "--dir", dir, "--dbfilename",
+			       dbfile, "--save", "", "--appendonly", "no", "--logfile", s->log,
+			       "--daemonize", "no", load, module, (char *)NULL);
 			_exit(127);
 		}
 		for (int64_t t0 = ab_now_ms();;) {
@@ -669,8 +716,9 @@ static int scratch_start(const struct ab_config *cfg, const char *dir, const cha
 				if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
 					snprintf(err, errlen, "redis-server is not installed");
 				else
-					snprintf(err, errlen, "the snapshot does not load: %s",
-						 why[0] ? why : "redis-server exited");
+					snprintf(err, errlen, "the snapshot does not load: %s%s",
+					         why[0] ? why : "redis-server exited",
+					         module[0] ? "" : " (autobot.so was not found)");
 				return AB_EPROTO;
 			}
 			char cerr[200];
@@ -703,7 +751,7 @@ static void safe_cluster(const struct ab_config *cfg, char *out, size_t len)
 	for (size_t i = 0; n[i] && o + 1 < len && o < 64; i++) {
 		char ch = n[i];
 		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
+		          (ch >= '0' && ch <= '9') || ch == '_' || ch == '.';
 		out[o++] = ok ? ch : '_';
 	}
 	out[o] = '\0';
@@ -763,7 +811,8 @@ static char **list_archives(const char *dir, const char *cluster, size_t *n)
 	return v;
 }
 
-/* Removes staging folders and partial archives of creates that died. */
+/* Removes staging folders and partial archives of creates, and the
+ * folders of verifies, whose process is gone (killed half-way). */
 static void clean_stale(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -772,9 +821,11 @@ static void clean_stale(const char *dir)
 		long pid = 0;
 		bool staging = !strncmp(e->d_name, ".autobot-backup-", 16);
 		bool partial = !strncmp(e->d_name, ".autobot-partial-", 17);
-		if (!staging && !partial)
+		bool verify = !strncmp(e->d_name, "autobot-verify-", 15);
+		if (!staging && !partial && !verify)
 			continue;
-		pid = strtol(e->d_name + (staging ? 16 : 17), NULL, 10);
+		pid = strtol(e->d_name + (partial ? 17 : staging ? 16 : 15), NULL, 10);
+		staging = staging || verify;
 		if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH)) {
 			char *p = ab_xasprintf("%s/%s", dir, e->d_name);
 			if (staging)
@@ -791,8 +842,8 @@ static void clean_stale(const char *dir)
 /* ---- create ------------------------------------------------------------- */
 
 struct member {
-	char *name;   /* in the archive */
-	char *path;   /* staged file */
+	char *name; /* in the archive */
+	char *path; /* staged file */
 	uint64_t size;
 	char sha[65];
 };
@@ -802,11 +853,11 @@ struct create {
 	char *staging;
 	struct member *m;
 	size_t n, cap;
-	json_t *logs;  /* [{host, files, error?}] */
+	json_t *logs; /* [{host, files, error?}] */
 };
 
 static void add_member(struct create *cr, const char *name, const char *path, uint64_t size,
-		       const char *sha)
+                       const char *sha)
 {
 	if (cr->n == cr->cap) {
 		cr->cap = cr->cap ? 2 * cr->cap : 32;
@@ -821,7 +872,7 @@ static void add_member(struct create *cr, const char *name, const char *path, ui
 
 /* Stages n bytes as member name (its folders made under staging). */
 static int stage_bytes(struct create *cr, const char *name, const void *p, size_t n, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	char *path = ab_xasprintf("%s/%s", cr->staging, name);
 	char *slash = strrchr(path, '/');
@@ -890,9 +941,14 @@ static int export_kb(struct create *cr, redisContext *c, json_t *kbinfo, char *e
 	size_t docs = 0;
 	uint64_t bytes = 0;
 	do {
-		const char *argv[] = {"SCAN", cursor, "MATCH", AB_KEY_KB_DOC_PREFIX "*", "COUNT",
-				      SCAN_COUNT};
+		const char *argv[] = {"SCAN",  cursor,    "MATCH", AB_KEY_KB_DOC_PREFIX "*",
+		                      "COUNT", SCAN_COUNT};
 		redisReply *r = rcmd(c, err, errlen, 6, argv, NULL);
+		if (r && !scan_reply_ok(r)) {
+			snprintf(err, errlen, "redis: unexpected SCAN reply");
+			freeReplyObject(r);
+			r = NULL;
+		}
 		if (!r) {
 			rc = AB_EREDIS;
 			break;
@@ -903,7 +959,7 @@ static int export_kb(struct create *cr, redisContext *c, json_t *kbinfo, char *e
 			const char *key = keys->element[i]->str;
 			size_t klen = keys->element[i]->len, pl = strlen(AB_KEY_KB_DOC_PREFIX);
 			const char *id = key + pl;
-			if (!doc_id_ok(id, klen - pl))
+			if (klen <= pl || !doc_id_ok(id, klen - pl))
 				continue;
 			const char *ha[] = {"HGETALL", key};
 			redisReply *h = rcmd(c, err, errlen, 2, ha, NULL);
@@ -912,10 +968,15 @@ static int export_kb(struct create *cr, redisContext *c, json_t *kbinfo, char *e
 				break;
 			}
 			json_t *meta = json_object();
-			for (size_t f = 0; h->type == REDIS_REPLY_ARRAY && f + 1 < h->elements; f += 2)
-				json_object_set_new(meta, h->element[f]->str,
-						    json_stringn_nocheck(h->element[f + 1]->str,
-									 h->element[f + 1]->len));
+			for (size_t f = 0; h->type == REDIS_REPLY_ARRAY && f + 1 < h->elements;
+			     f += 2) {
+				const redisReply *k = h->element[f], *val = h->element[f + 1];
+				if (k->type != REDIS_REPLY_STRING ||
+				    val->type != REDIS_REPLY_STRING)
+					continue;
+				json_t *js = json_stringn(val->str, val->len); /* NULL: not UTF-8 */
+				json_object_set_new(meta, k->str, js ? js : json_null());
+			}
 			freeReplyObject(h);
 			char *skey = ab_xasprintf(AB_KEY_KB_SRC_PREFIX "%s", id);
 			const char *ga[] = {"GET", skey};
@@ -928,8 +989,8 @@ static int export_kb(struct create *cr, redisContext *c, json_t *kbinfo, char *e
 			}
 			if (src->type == REDIS_REPLY_STRING) {
 				char fname[256];
-				safe_filename(json_string_value(json_object_get(meta, "filename")), fname,
-					      sizeof(fname));
+				safe_filename(json_string_value(json_object_get(meta, "filename")),
+				              fname, sizeof(fname));
 				char *name = ab_xasprintf("kb/%s/%s", id, fname);
 				if (!ab_archive_name_ok(name)) {
 					free(name);
@@ -1025,7 +1086,8 @@ static int stage_remote_logs(struct create *cr, const char *host_name, char *err
 			rc = 0; /* no logs folder there: nothing to fetch */
 		else
 			snprintf(err, errlen, "ssh %s: %s", t.host,
-				 rc > 0 ? (eb.data && eb.len ? eb.data : "failed") : ab_strerror(rc));
+			         rc > 0 ? (eb.data && eb.len ? eb.data : "failed")
+			                : ab_strerror(rc));
 		if (rc != 0)
 			rc = rc > 0 ? AB_EUNAVAIL : rc;
 	}
@@ -1048,7 +1110,7 @@ static int stage_remote_logs(struct create *cr, const char *host_name, char *err
 			rc = ab_ssh_fetch(&t, line, dst, 300000);
 		if (rc != 0) {
 			snprintf(err, errlen, "fetching %s from %s: %s", line, t.host,
-				 rc > 0 ? "scp failed" : ab_strerror(rc));
+			         rc > 0 ? "scp failed" : ab_strerror(rc));
 			rc = rc > 0 ? AB_EUNAVAIL : rc;
 		} else {
 			/* hash what arrived */
@@ -1118,8 +1180,8 @@ static void stage_logs(struct create *cr)
 		char probe[300];
 		snprintf(probe, sizeof(probe), "logs/%s/x.log", h->name);
 		if (dup || !ab_archive_name_ok(probe) ||
-		    (addr_is_local(h->addr) && same_dir(cr->cfg->deploy.remote_state_dir,
-							cr->cfg->state_dir)))
+		    (addr_is_local(h->addr) &&
+		     same_dir(cr->cfg->deploy.remote_state_dir, cr->cfg->state_dir)))
 			continue;
 		show(true, "logs: %s (%s) over ssh", h->name, h->addr);
 		char err[512] = "";
@@ -1131,7 +1193,7 @@ static void stage_logs(struct create *cr)
 			json_object_set_new(e, "error", json_string(err));
 			show_end();
 			fprintf(stderr, "autobot backup: warning: logs of %s not included: %s\n",
-				h->name, err);
+			        h->name, err);
 		}
 		json_array_append_new(cr->logs, e);
 	}
@@ -1147,8 +1209,8 @@ static void add_progress(void *ud, uint64_t done)
 }
 
 /* Writes manifest + members into fd. */
-static int write_archive(struct create *cr, int fd, const char *manifest, int64_t mtime,
-			 char *err, size_t errlen)
+static int write_archive(struct create *cr, int fd, const char *manifest, int64_t mtime, char *err,
+                         size_t errlen)
 {
 	struct ab_archive_writer *w = NULL;
 	ab_archive_writer_new(fd, 3, 2, &w);
@@ -1158,8 +1220,8 @@ static int write_archive(struct create *cr, int fd, const char *manifest, int64_
 		base[1] += cr->m[i].size;
 	for (size_t i = 0; rc == 0 && i < cr->n; i++) {
 		char sha[65];
-		rc = ab_archive_add_file(w, cr->m[i].name, cr->m[i].path, cr->m[i].size, 0600, mtime,
-					 sha, add_progress, base);
+		rc = ab_archive_add_file(w, cr->m[i].name, cr->m[i].path, cr->m[i].size, 0600,
+		                         mtime, sha, add_progress, base);
 		if (rc == 0 && strcmp(sha, cr->m[i].sha) != 0) {
 			snprintf(err, errlen, "%s changed while it was archived", cr->m[i].path);
 			rc = AB_EINVAL;
@@ -1195,7 +1257,7 @@ static int prune(const char *out_dir, const char *cluster, long long keep)
 				removed++;
 			} else {
 				fprintf(stderr, "autobot backup: cannot remove %s: %s\n", p,
-					strerror(errno));
+				        strerror(errno));
 			}
 			free(p);
 		}
@@ -1205,10 +1267,9 @@ static int prune(const char *out_dir, const char *cluster, long long keep)
 	return removed;
 }
 
-static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const char *keep_opt,
-		      bool include_secrets)
+static int cmd_create(struct ab_config *cfg, const char *out_opt, const char *keep_opt,
+                      bool include_secrets)
 {
-	struct ab_config *cfg = (struct ab_config *)cfg_in;
 	long long keep = 0;
 	if (keep_opt && ab_cli_int("backup create", "--keep", keep_opt, 1, 100000, &keep) < 0)
 		return AB_EXIT_USAGE;
@@ -1233,7 +1294,7 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 	int rc = ab_mkdir_p(out_dir, 0700);
 	if (rc < 0) {
 		fprintf(stderr, "autobot backup create: cannot create %s: %s\n", out_dir,
-			ab_strerror(rc));
+		        ab_strerror(rc));
 		goto out;
 	}
 	clean_stale(out_dir);
@@ -1255,7 +1316,7 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 	cr.staging = ab_xasprintf("%s/.autobot-backup-%ld-XXXXXX", out_dir, (long)getpid());
 	if (!mkdtemp(cr.staging)) {
 		fprintf(stderr, "autobot backup create: cannot create a folder in %s: %s\n",
-			out_dir, strerror(errno));
+		        out_dir, strerror(errno));
 		cr.staging[0] = '\0';
 		goto out;
 	}
@@ -1267,7 +1328,7 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 	free(rdir);
 	char info_err[256];
 	redisContext *live = rconnect(rs->host, rs->port, rs->password, cfg->redis_connect_ms,
-				      info_err, sizeof(info_err));
+	                              info_err, sizeof(info_err));
 	if (live) {
 		redisReply *r = redisCommand(live, "INFO server");
 		if (r && r->type == REDIS_REPLY_STRING) {
@@ -1281,11 +1342,15 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 			redisReply *m = r->element[i];
 			const char *name = NULL;
 			long long ver = -1;
-			for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements; j += 2) {
-				if (!strcmp(m->element[j]->str, "name"))
-					name = m->element[j + 1]->str;
-				else if (!strcmp(m->element[j]->str, "ver"))
-					ver = m->element[j + 1]->integer;
+			for (size_t j = 0; m->type == REDIS_REPLY_ARRAY && j + 1 < m->elements;
+			     j += 2) {
+				const redisReply *k = m->element[j], *val = m->element[j + 1];
+				if (k->type != REDIS_REPLY_STRING)
+					continue;
+				if (!strcmp(k->str, "name") && val->type == REDIS_REPLY_STRING)
+					name = val->str;
+				else if (!strcmp(k->str, "ver") && val->type == REDIS_REPLY_INTEGER)
+					ver = val->integer;
 			}
 			if (name && !strcmp(name, "autobot"))
 				json_object_set_new(versions, "module", json_integer(ver));
@@ -1301,9 +1366,11 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 		fprintf(stderr, "autobot backup create: %s: %s\n", rdb_path, strerror(errno));
 		goto out;
 	}
-	struct ab_rdbsync_opts so = {.host = rs->host, .port = rs->port, .password = rs->password,
-				     .connect_timeout_ms = cfg->redis_connect_ms,
-				     .progress = snapshot_progress};
+	struct ab_rdbsync_opts so = {.host = rs->host,
+	                             .port = rs->port,
+	                             .password = rs->password,
+	                             .connect_timeout_ms = cfg->redis_connect_ms,
+	                             .progress = snapshot_progress};
 	struct ab_rdbsync_result sr;
 	rc = ab_rdbsync_fetch(&so, fd, &sr, err, sizeof(err));
 	if (rc == 0 && fsync(fd) < 0)
@@ -1375,7 +1442,8 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 		free(name);
 		free(dst);
 	}
-	static const char *const secret_files[] = {"admin.token", "cluster.token", "redis.password"};
+	static const char *const secret_files[] = {"admin.token", "cluster.token",
+	                                           "redis.password"};
 	for (size_t i = 0; rc == 0 && include_secrets && i < AB_ARRAY_LEN(secret_files); i++) {
 		char *src = ab_xasprintf("%s/%s", cfg->state_dir, secret_files[i]);
 		char *name = ab_xasprintf("secrets/%s", secret_files[i]);
@@ -1404,24 +1472,27 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 	json_t *members = json_array();
 	uint64_t total = 0;
 	for (size_t i = 0; i < cr.n; i++) {
-		json_array_append_new(members, json_pack("{s:s, s:I, s:s}", "name", cr.m[i].name,
-							 "size", (json_int_t)cr.m[i].size, "sha256",
-							 cr.m[i].sha));
+		json_array_append_new(members,
+		                      json_pack("{s:s, s:I, s:s}", "name", cr.m[i].name, "size",
+		                                (json_int_t)cr.m[i].size, "sha256", cr.m[i].sha));
 		total += cr.m[i].size;
 	}
 	char host[256] = "";
 	gethostname(host, sizeof(host) - 1);
 	json_object_set_new(versions, "autobot", json_string(AB_VERSION));
-	manifest = json_pack("{s:s, s:i, s:s, s:s, s:I, s:s, s:O, s:{s:s, s:i}, s:o, s:O, s:b, "
-			     "s:O, s:o}",
-			     "format", AB_ARCHIVE_FORMAT, "format_version",
-			     AB_ARCHIVE_FORMAT_VERSION, "cluster",
-			     cfg->cluster_name ? cfg->cluster_name : "", "created", iso,
-			     "created_ms", (json_int_t)ab_wall_ms(), "host", host, "versions",
-			     versions, "redis", "host", rs->host, "port", rs->port, "keys",
-			     counts_json(&counts), "kb", kbinfo, "include_secrets",
-			     include_secrets, "logs", cr.logs, "members", members);
-	manifest_js = json_dumps(manifest, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+	manifest = json_pack(
+	    "{s:s, s:i, s:s, s:s, s:I, s:s, s:O, s:{s:s, s:i}, s:o, s:O, s:b, "
+	    "s:O, s:o}",
+	    "format", AB_ARCHIVE_FORMAT, "format_version", AB_ARCHIVE_FORMAT_VERSION, "cluster",
+	    cfg->cluster_name ? cfg->cluster_name : "", "created", iso, "created_ms",
+	    (json_int_t)ab_wall_ms(), "host", host, "versions", versions, "redis", "host", rs->host,
+	    "port", rs->port, "keys", counts_json(&counts), "kb", kbinfo, "include_secrets",
+	    include_secrets, "logs", cr.logs, "members", members);
+	manifest_js = manifest ? json_dumps(manifest, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+	if (!manifest_js) {
+		fprintf(stderr, "autobot backup create: cannot build the manifest\n");
+		goto out;
+	}
 	partial = ab_xasprintf("%s/.autobot-partial-%ld.tar.zst", out_dir, (long)getpid());
 	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
@@ -1439,14 +1510,14 @@ static int cmd_create(const struct ab_config *cfg_in, const char *out_opt, const
 	show_end();
 	if (rc < 0) {
 		fprintf(stderr, "autobot backup create: writing %s: %s\n", partial,
-			err[0] ? err : ab_strerror(rc));
+		        err[0] ? err : ab_strerror(rc));
 		unlink(partial);
 		goto out;
 	}
 	if (renameat2(AT_FDCWD, partial, AT_FDCWD, final, RENAME_NOREPLACE) < 0 &&
 	    (errno != EINVAL || link(partial, final) < 0)) {
 		fprintf(stderr, "autobot backup create: cannot name the archive %s: %s\n", final,
-			strerror(errno));
+		        strerror(errno));
 		unlink(partial);
 		goto out;
 	}
@@ -1488,7 +1559,7 @@ out:
 /* Opens path and reads its manifest (the first member). Returns the
  * reader positioned after it, or NULL with the reason in err. */
 static struct ab_archive_reader *open_archive(const char *path, int *fd, json_t **manifest,
-					      char *err, size_t errlen)
+                                              char *err, size_t errlen)
 {
 	*manifest = NULL;
 	*fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1536,7 +1607,7 @@ static struct ab_archive_reader *open_archive(const char *path, int *fd, json_t 
 
 struct verified {
 	json_t *manifest;
-	char tmp[PATH_MAX];     /* holds dump.rdb while the scratch server runs */
+	char tmp[PATH_MAX]; /* holds dump.rdb while the scratch server runs */
 	struct scratch sc;
 	struct counts counts;
 };
@@ -1556,21 +1627,27 @@ static void verified_clear(struct verified *v)
  * the counts. Prints what it checked. Returns 0 or a negative code with
  * the reason in err. */
 static int verify_archive(const struct ab_config *cfg, const char *path, struct verified *v,
-			  bool with_samples, char *err, size_t errlen)
+                          bool with_samples, char *err, size_t errlen)
 {
 	memset(v, 0, sizeof(*v));
 	int fd = -1, rc = 0;
 	struct stat st;
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s", S_ISDIR(st.st_mode) ? "a folder" : strerror(errno));
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s", strerror(errno));
 		return -ENOENT;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "not a file");
+		return AB_EINVAL;
 	}
 	struct ab_archive_reader *r = open_archive(path, &fd, &v->manifest, err, errlen);
 	if (!r)
 		return AB_EPROTO;
 	const char *tmpbase = getenv("TMPDIR");
-	snprintf(v->tmp, sizeof(v->tmp), "%s/autobot-verify-XXXXXX",
-		 tmpbase && tmpbase[0] ? tmpbase : "/tmp");
+	if (!tmpbase || !tmpbase[0])
+		tmpbase = "/tmp";
+	clean_stale(tmpbase); /* folders of verifies that were killed */
+	snprintf(v->tmp, sizeof(v->tmp), "%s/autobot-verify-%ld-XXXXXX", tmpbase, (long)getpid());
 	if (!mkdtemp(v->tmp)) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create a temporary folder: %s", strerror(errno));
@@ -1591,9 +1668,10 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		}
 		if (rc == 0) {
 			if (i < n) {
-				snprintf(err, errlen, "truncated: %zu of the manifest's %zu members are "
-						      "missing",
-					 n - i, n);
+				snprintf(err, errlen,
+				         "truncated: %zu of the manifest's %zu members are "
+				         "missing",
+				         n - i, n);
 				rc = AB_EPROTO;
 			}
 			break;
@@ -1602,9 +1680,10 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		const char *wname = json_string_value(json_object_get(want, "name"));
 		if (!want || strcmp(wname, e.name) != 0 ||
 		    (uint64_t)json_integer_value(json_object_get(want, "size")) != e.size) {
-			snprintf(err, errlen, "member %zu (%.200s, %llu bytes) is not the manifest's "
-					      "(%.200s)",
-				 i + 1, e.name, (unsigned long long)e.size, wname ? wname : "none");
+			snprintf(err, errlen,
+			         "member %zu (%.200s, %llu bytes) is not the manifest's "
+			         "(%.200s)",
+			         i + 1, e.name, (unsigned long long)e.size, wname ? wname : "none");
 			rc = AB_EPROTO;
 			break;
 		}
@@ -1615,7 +1694,8 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 			free(p);
 			if (out < 0) {
 				rc = -errno;
-				snprintf(err, errlen, "cannot write the snapshot: %s", strerror(errno));
+				snprintf(err, errlen, "cannot write the snapshot: %s",
+				         strerror(errno));
 				break;
 			}
 			have_rdb = true;
@@ -1646,8 +1726,9 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		ab_sha256_final(&sh, d);
 		sha_hex(d, hex);
 		if (strcmp(hex, json_string_value(json_object_get(want, "sha256"))) != 0) {
-			snprintf(err, errlen, "corrupt: the sha256 of %.300s does not match the manifest",
-				 e.name);
+			snprintf(err, errlen,
+			         "corrupt: the sha256 of %.300s does not match the manifest",
+			         e.name);
 			rc = AB_EPROTO;
 			break;
 		}
@@ -1669,10 +1750,10 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		rc = count_keys(v->sc.c, &v->counts, with_samples, err, errlen);
 	if (rc == 0) {
 		char diff[512];
-		if (!counts_match(json_object_get(v->manifest, "keys"), &v->counts, NULL, true, diff,
-				  sizeof(diff))) {
-			snprintf(err, errlen, "the snapshot's key counts differ from the manifest:%s",
-				 diff);
+		if (!counts_match(json_object_get(v->manifest, "keys"), &v->counts, false, diff,
+		                  sizeof(diff))) {
+			snprintf(err, errlen,
+			         "the snapshot's key counts differ from the manifest:%s", diff);
 			rc = AB_EPROTO;
 		} else {
 			printf("  snapshot    loads; %lld keys, counts match the manifest\n",
@@ -1743,10 +1824,12 @@ static int cmd_list(const struct ab_config *cfg, const char *out_opt, bool as_js
 			char hs[32];
 			human(size, hs, sizeof(hs));
 			if (m)
-				printf("%-52s %10s  %-20s %8lld %6lld\n", v[i], hs,
-				       json_string_value(json_object_get(m, "created")),
-				       (long long)json_integer_value(json_object_get(keys, "total")),
-				       (long long)json_integer_value(json_object_get(kb, "documents")));
+				printf(
+				    "%-52s %10s  %-20s %8lld %6lld\n", v[i], hs,
+				    json_string_value(json_object_get(m, "created")),
+				    (long long)json_integer_value(json_object_get(keys, "total")),
+				    (long long)json_integer_value(
+				        json_object_get(kb, "documents")));
 			else
 				printf("%-52s %10s  unreadable: %s\n", v[i], hs, err);
 		}
@@ -1776,6 +1859,8 @@ static int live_services(redisContext *c, struct ab_buf *out)
 	redisReply *r = redisCommandArgv(c, 2, argv, NULL);
 	int n = 0;
 	for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			continue;
 		const char *ga[] = {"GET", r->element[i]->str};
 		redisReply *g = redisCommandArgv(c, 2, ga, NULL);
 		if (g && g->type == REDIS_REPLY_STRING) {
@@ -1783,8 +1868,8 @@ static int live_services(redisContext *c, struct ab_buf *out)
 			const char *role = json_string_value(json_object_get(j, "role"));
 			const char *url = json_string_value(json_object_get(j, "url"));
 			ab_buf_printf(out, "    %s (pid %lld) %s\n", role ? role : "?",
-				      (long long)json_integer_value(json_object_get(j, "pid")),
-				      url ? url : "");
+			              (long long)json_integer_value(json_object_get(j, "pid")),
+			              url ? url : "");
 			json_decref(j);
 			n++;
 		}
@@ -1797,14 +1882,15 @@ static int live_services(redisContext *c, struct ab_buf *out)
 /* Starts the state dir's managed redis-server from the redis.conf that
  * `autobot up` wrote, for an offline restore. */
 static int start_managed(const struct ab_config *cfg, pid_t *pid, redisContext **c, char *err,
-			 size_t errlen)
+                         size_t errlen)
 {
 	const struct ab_service_cfg *rs = &cfg->services[AB_ROLE_REDIS];
 	char *conf = ab_xasprintf("%s/redis/redis.conf", cfg->state_dir);
 	if (access(conf, R_OK) != 0) {
-		snprintf(err, errlen, "redis at %s:%d is not running and %s does not exist (run "
-				      "`autobot up` once to create it)",
-			 rs->host, rs->port, conf);
+		snprintf(err, errlen,
+		         "redis at %s:%d is not running and %s does not exist (run "
+		         "`autobot up` once to create it)",
+		         rs->host, rs->port, conf);
 		free(conf);
 		return AB_ENOTFOUND;
 	}
@@ -1822,15 +1908,20 @@ static int start_managed(const struct ab_config *cfg, pid_t *pid, redisContext *
 			dup2(fd, 0);
 			dup2(fd, 1);
 		}
-		execlp("redis-server", "redis-server", conf, (char *)NULL);
+		/* where the config (as given to this command) says it listens */
+		char port[16];
+		snprintf(port, sizeof(port), "%d", rs->port);
+		execlp("redis-server", "redis-server", conf, "--port", port, "--bind", rs->host,
+		       (char *)NULL);
 		_exit(127);
 	}
 	free(conf);
 	for (int64_t t0 = ab_now_ms(); ab_now_ms() - t0 < 600000;) {
 		if (waitpid(*pid, NULL, WNOHANG) == *pid) {
 			*pid = 0;
-			snprintf(err, errlen, "the managed redis-server did not start (see its output "
-					      "above)");
+			snprintf(err, errlen,
+			         "the managed redis-server did not start (see its output "
+			         "above)");
 			return AB_EUNAVAIL;
 		}
 		char cerr[256];
@@ -1855,7 +1946,7 @@ static int start_managed(const struct ab_config *cfg, pid_t *pid, redisContext *
 /* Checks, before any change, that the target takes one key of each type
  * of the snapshot: RESTORE into a throw-away name, then DEL. */
 static int probe_types(redisContext *src, redisContext *dst, const struct counts *k, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	char probe[64] = "ab:backup:probe:";
 	ab_random_hex(probe + strlen(probe), 8);
@@ -1874,11 +1965,18 @@ static int probe_types(redisContext *src, redisContext *dst, const struct counts
 		redisReply *r = redisCommandArgv(dst, 5, ra, rl);
 		freeReplyObject(d);
 		if (!r || r->type == REDIS_REPLY_ERROR) {
-			snprintf(err, errlen, "the target redis cannot take a key of type %s: %.300s%s",
-				 k->samples[i].type, r ? r->str : dst->errstr,
-				 strchr(k->samples[i].type, '-') || !strncmp(k->samples[i].type, "ab", 2)
-					 ? " (is autobot.so loaded there?)"
-					 : "");
+			static const char *const core[] = {"string", "list", "set",
+			                                   "zset",   "hash", "stream"};
+			bool module_type = true;
+			for (size_t c = 0; c < AB_ARRAY_LEN(core); c++)
+				module_type =
+				    module_type && strcmp(k->samples[i].type, core[c]) != 0;
+			snprintf(
+			    err, errlen, "the target redis cannot take a key of type %s: %.300s%s",
+			    k->samples[i].type, r ? r->str : dst->errstr,
+			    module_type ? " (a type of autobot.so: is the module loaded there, "
+			                  "and as new as the backup's?)"
+			                : "");
 			freeReplyObject(r);
 			return AB_EREDIS;
 		}
@@ -1903,7 +2001,7 @@ static bool confirm(const char *what)
 /* Queues FLUSHDB and one RESTORE per key in a transaction on dst, then
  * EXECs it. *restored = keys restored. */
 static int swap(redisContext *src, redisContext *dst, long long total, long long *restored,
-		char *err, size_t errlen)
+                char *err, size_t errlen)
 {
 	*restored = 0;
 	redisReply *r = rcmd(dst, err, errlen, 1, (const char *[]){"MULTI"}, NULL);
@@ -1920,6 +2018,11 @@ static int swap(redisContext *src, redisContext *dst, long long total, long long
 	while (rc == 0) {
 		const char *sa[] = {"SCAN", cursor, "COUNT", "256"};
 		redisReply *s = rcmd(src, err, errlen, 4, sa, NULL);
+		if (s && !scan_reply_ok(s)) {
+			snprintf(err, errlen, "scratch redis: unexpected SCAN reply");
+			freeReplyObject(s);
+			s = NULL;
+		}
 		if (!s) {
 			rc = AB_EREDIS;
 			break;
@@ -1945,13 +2048,16 @@ static int swap(redisContext *src, redisContext *dst, long long total, long long
 				break;
 			}
 			const redisReply *key = keys->element[i];
-			bool skip = d->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER ||
-				    t->integer == -2 || (t->integer >= 0 && t->integer <= now) ||
-				    (key->len >= svc_len && !memcmp(key->str, AB_KEY_SVC_PREFIX, svc_len));
+			bool skip =
+			    d->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_INTEGER ||
+			    t->integer == -2 || (t->integer >= 0 && t->integer <= now) ||
+			    (key->len >= svc_len && !memcmp(key->str, AB_KEY_SVC_PREFIX, svc_len));
 			if (!skip) {
 				char ttl[24];
-				snprintf(ttl, sizeof(ttl), "%lld", t->integer > 0 ? t->integer : 0LL);
-				const char *ra[] = {"RESTORE", key->str, ttl, d->str, "REPLACE", "ABSTTL"};
+				snprintf(ttl, sizeof(ttl), "%lld",
+				         t->integer > 0 ? t->integer : 0LL);
+				const char *ra[] = {"RESTORE", key->str,  ttl,
+				                    d->str,    "REPLACE", "ABSTTL"};
 				size_t rl[] = {7, key->len, strlen(ttl), d->len, 7, 6};
 				redisAppendCommandArgv(dst, t->integer > 0 ? 6 : 5, ra, rl);
 				sent++;
@@ -1965,8 +2071,9 @@ static int swap(redisContext *src, redisContext *dst, long long total, long long
 				snprintf(err, errlen, "target redis: %s", dst->errstr);
 				rc = AB_ECLOSED;
 			} else if (q->type != REDIS_REPLY_STATUS || strcmp(q->str, "QUEUED") != 0) {
-				snprintf(err, errlen, "the target refused a key while queueing: %.300s",
-					 q->type == REDIS_REPLY_ERROR ? q->str : "unexpected reply");
+				snprintf(
+				    err, errlen, "the target refused a key while queueing: %.300s",
+				    q->type == REDIS_REPLY_ERROR ? q->str : "unexpected reply");
 				rc = AB_EREDIS;
 				/* drain the replies of what was sent */
 				for (size_t j = i + 1; j < sent; j++) {
@@ -1994,7 +2101,7 @@ static int swap(redisContext *src, redisContext *dst, long long total, long long
 	show_end();
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
 		snprintf(err, errlen, "EXEC failed: %.300s",
-			 r && r->type == REDIS_REPLY_ERROR ? r->str : dst->errstr);
+		         r && r->type == REDIS_REPLY_ERROR ? r->str : dst->errstr);
 		freeReplyObject(r);
 		return AB_EREDIS;
 	}
@@ -2009,18 +2116,18 @@ static int swap(redisContext *src, redisContext *dst, long long total, long long
 		}
 	}
 	if (failed) {
-		snprintf(err, errlen, "%lld keys could not be restored (first: %.200s); the database "
-				      "now holds %lld keys of the backup",
-			 failed, first, *restored);
+		snprintf(err, errlen,
+		         "%lld keys could not be restored (first: %.200s); the database "
+		         "now holds %lld keys of the backup",
+		         failed, first, *restored);
 		rc = AB_EREDIS;
 	}
 	freeReplyObject(r);
 	return rc;
 }
 
-static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool yes, bool live)
+static int cmd_restore(struct ab_config *cfg, const char *path, bool yes, bool live)
 {
-	struct ab_config *cfg = (struct ab_config *)cfg_in;
 	int64_t t0 = ab_now_ms();
 	char err[1024] = "";
 	struct verified v;
@@ -2041,8 +2148,8 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 	printf("verifying %s\n", path);
 	fflush(stdout);
 	if (verify_archive(cfg, path, &v, true, err, sizeof(err)) < 0) {
-		fprintf(stderr, "autobot backup restore: %s: refused: %s; nothing was changed\n", path,
-			err);
+		fprintf(stderr, "autobot backup restore: %s: refused: %s; nothing was changed\n",
+		        path, err);
 		return 1;
 	}
 	dst = rconnect(rs->host, rs->port, rs->password, cfg->redis_connect_ms, err, sizeof(err));
@@ -2050,9 +2157,10 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 		redisReply *p = redisCommand(dst, "PING");
 		bool ok = p && p->type == REDIS_REPLY_STATUS;
 		if (!ok)
-			fprintf(stderr, "autobot backup restore: redis at %s:%d: %s; nothing was "
-					"changed\n",
-				rs->host, rs->port, p ? p->str : dst->errstr);
+			fprintf(stderr,
+			        "autobot backup restore: redis at %s:%d: %s; nothing was "
+			        "changed\n",
+			        rs->host, rs->port, p ? p->str : dst->errstr);
 		freeReplyObject(p);
 		if (!ok)
 			goto out;
@@ -2062,7 +2170,8 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 			fprintf(stderr, "autobot backup restore: %s; nothing was changed\n", err);
 			goto out;
 		}
-		printf("  redis       not running: starting the managed one of %s\n", cfg->state_dir);
+		printf("  redis       not running: starting the managed one of %s\n",
+		       cfg->state_dir);
 		fflush(stdout);
 		if (start_managed(cfg, &managed, &dst, err, sizeof(err)) < 0) {
 			show_end();
@@ -2074,12 +2183,12 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 	int n_live = live_services(dst, &svcs);
 	if (n_live > 0 && !live) {
 		fprintf(stderr,
-			"autobot backup restore: services are running against redis at %s:%d and "
-			"write to it:\n%s"
-			"stop them first (Ctrl-C `autobot up`, or stop their systemd units) and "
-			"run the restore again, or pass --live to swap the data under them in one "
-			"transaction; nothing was changed\n",
-			rs->host, rs->port, svcs.data);
+		        "autobot backup restore: services are running against redis at %s:%d and "
+		        "write to it:\n%s"
+		        "stop them first (Ctrl-C `autobot up`, or stop their systemd units) and "
+		        "run the restore again, or pass --live to swap the data under them in one "
+		        "transaction; nothing was changed\n",
+		        rs->host, rs->port, svcs.data);
 		goto out;
 	}
 	if (probe_types(v.sc.c, dst, &v.counts, err, sizeof(err)) < 0) {
@@ -2089,12 +2198,13 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 	if (!yes) {
 		char q[512];
 		snprintf(q, sizeof(q),
-			 "this replaces every key of redis database 0 at %s:%d with the %lld keys "
-			 "of %s.",
-			 rs->host, rs->port, v.counts.total, path);
+		         "this replaces every key of redis database 0 at %s:%d with the %lld keys "
+		         "of %s.",
+		         rs->host, rs->port, v.counts.total, path);
 		if (!confirm(q)) {
-			fprintf(stderr, "autobot backup restore: not confirmed (pass --yes); nothing "
-					"was changed\n");
+			fprintf(stderr,
+			        "autobot backup restore: not confirmed (pass --yes); nothing "
+			        "was changed\n");
 			goto out;
 		}
 	}
@@ -2110,11 +2220,11 @@ static int cmd_restore(const struct ab_config *cfg_in, const char *path, bool ye
 		goto out;
 	}
 	char diff[512];
-	if (!counts_match(json_object_get(v.manifest, "keys"), &after, AB_KEY_SVC_PREFIX, false, diff,
-			  sizeof(diff))) {
-		fprintf(stderr, "autobot backup restore: the restored counts differ from the "
-				"manifest:%s\n",
-			diff);
+	if (!counts_match(json_object_get(v.manifest, "keys"), &after, true, diff, sizeof(diff))) {
+		fprintf(stderr,
+		        "autobot backup restore: the restored counts differ from the "
+		        "manifest:%s\n",
+		        diff);
 		goto out;
 	}
 	printf("  counts      match the manifest\n");
@@ -2131,7 +2241,7 @@ out:
 		waitpid(managed, &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 			fprintf(stderr, "autobot backup restore: the managed redis-server did not "
-					"shut down cleanly\n");
+			                "shut down cleanly\n");
 			status = 1;
 		} else {
 			printf("  redis       saved and stopped; start `autobot up` again\n");
@@ -2168,13 +2278,13 @@ int ab_cmd_backup(int argc, char **argv)
 	const char *out = NULL, *keep = NULL;
 	bool secrets = false, as_json = false, yes = false, live = false;
 	const struct ab_cli_opt opts[] = {
-		{.name = "--out", .value = &out},
-		{.name = "--keep", .value = &keep},
-		{.name = "--include-secrets", .flag = &secrets},
-		{.name = "--json", .flag = &as_json},
-		{.name = "--yes", .flag = &yes},
-		{.name = "--live", .flag = &live},
-		{NULL},
+	    {.name = "--out", .value = &out},
+	    {.name = "--keep", .value = &keep},
+	    {.name = "--include-secrets", .flag = &secrets},
+	    {.name = "--json", .flag = &as_json},
+	    {.name = "--yes", .flag = &yes},
+	    {.name = "--live", .flag = &live},
+	    {NULL},
 	};
 	const char *pos[1];
 	size_t n_pos = 0;
@@ -2186,15 +2296,15 @@ int ab_cmd_backup(int argc, char **argv)
 	bool want_archive = !strcmp(sub, "verify") || !strcmp(sub, "restore");
 	if (want_archive != (n_pos == 1)) {
 		fprintf(stderr, "autobot %s: %s\n", cmd,
-			want_archive ? "which archive? (autobot backup list shows them)"
-				     : "takes no arguments");
+		        want_archive ? "which archive? (autobot backup list shows them)"
+		                     : "takes no arguments");
 		return AB_EXIT_USAGE;
 	}
 	struct ab_config *cfg = ab_cli_load_config(&co);
 	if (!cfg)
 		return 1;
 	ab_log_init("backup", cfg->log_level > AB_LOG_WARN ? cfg->log_level : AB_LOG_WARN,
-		    cfg->log_json);
+	            cfg->log_json);
 	prog.tty = isatty(2);
 	int status;
 	if (!strcmp(sub, "create"))

@@ -86,7 +86,7 @@ static int connect_to(const char *host, int port, int timeout_ms, char *err, siz
 	freeaddrinfo(res);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot connect to redis at %s:%d: %s", host, port,
-			 ab_strerror(rc));
+		         ab_strerror(rc));
 		return rc;
 	}
 	return fd;
@@ -190,7 +190,7 @@ static int write_all(int fd, const void *p, size_t n)
 
 /* Copies the len-byte payload from c to out; checks the magic. */
 static int payload(struct conn *c, uint64_t len, int out, const struct ab_rdbsync_opts *o,
-		   struct ab_rdbsync_result *res, char *err, size_t errlen)
+                   struct ab_rdbsync_result *res, char *err, size_t errlen)
 {
 	struct ab_sha256 sh;
 	ab_sha256_init(&sh);
@@ -201,10 +201,11 @@ static int payload(struct conn *c, uint64_t len, int out, const struct ab_rdbsyn
 		if (c->pos == c->len) {
 			int rc = more(c);
 			if (rc < 0) {
-				snprintf(err, errlen,
-					 "the snapshot transfer stopped after %llu of %llu bytes: %s",
-					 (unsigned long long)done, (unsigned long long)len,
-					 ab_strerror(rc));
+				snprintf(
+				    err, errlen,
+				    "the snapshot transfer stopped after %llu of %llu bytes: %s",
+				    (unsigned long long)done, (unsigned long long)len,
+				    ab_strerror(rc));
 				return rc;
 			}
 		}
@@ -243,7 +244,7 @@ static int payload(struct conn *c, uint64_t len, int out, const struct ab_rdbsyn
 }
 
 int ab_rdbsync_fetch(const struct ab_rdbsync_opts *o, int fd, struct ab_rdbsync_result *res,
-		     char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
 	memset(res, 0, sizeof(*res));
 	if (errlen)
@@ -278,14 +279,17 @@ int ab_rdbsync_fetch(const struct ab_rdbsync_opts *o, int fd, struct ab_rdbsync_
 			rc = read_line(c, line, true);
 		if (rc == 0 && line[0] == '-') {
 			snprintf(err, errlen, "redis refused to send a snapshot: %.200s", line + 1);
-			rc = strstr(line, "NOAUTH") || strstr(line, "NOPERM") ? AB_EAUTH : AB_EPROTO;
+			rc =
+			    strstr(line, "NOAUTH") || strstr(line, "NOPERM") ? AB_EAUTH : AB_EPROTO;
 		} else if (rc == 0 && !strncmp(line, "$EOF:", 5)) {
-			snprintf(err, errlen, "redis sent an EOF-marked (diskless) transfer, which "
-					      "was not asked for");
+			snprintf(err, errlen,
+			         "redis sent an EOF-marked (diskless) transfer, which "
+			         "was not asked for");
 			rc = AB_EPROTO;
 		} else if (rc == 0) {
 			long long len = -1;
-			if (line[0] != '$' || ab_parse_int(line + 1, 0, (long long)RDB_MAX_SIZE, &len) < 0) {
+			if (line[0] != '$' ||
+			    ab_parse_int(line + 1, 0, (long long)RDB_MAX_SIZE, &len) < 0) {
 				snprintf(err, errlen, "redis answered SYNC with \"%.60s\"", line);
 				rc = AB_EPROTO;
 			} else {
@@ -295,7 +299,7 @@ int ab_rdbsync_fetch(const struct ab_rdbsync_opts *o, int fd, struct ab_rdbsync_
 	}
 	if (rc < 0 && !err[0])
 		snprintf(err, errlen, "snapshot from %s:%d failed: %s", o->host, o->port,
-			 ab_strerror(rc));
+		         ab_strerror(rc));
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);

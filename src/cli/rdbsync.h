@@ -9,11 +9,11 @@
 #include "common.h"
 
 struct ab_rdbsync_opts {
-	const char *host;           /* address or name */
+	const char *host; /* address or name */
 	int port;
-	const char *password;       /* NULL or "" = no AUTH */
-	int connect_timeout_ms;     /* default 3000 */
-	int idle_timeout_ms;        /* longest silence while waiting; default 60000 */
+	const char *password;   /* NULL or "" = no AUTH */
+	int connect_timeout_ms; /* default 3000 */
+	int idle_timeout_ms;    /* longest silence while waiting; default 60000 */
 	/* called as the payload arrives (total known from the first reply);
 	 * may be NULL */
 	void (*progress)(void *ud, uint64_t done, uint64_t total);
@@ -21,9 +21,9 @@ struct ab_rdbsync_opts {
 };
 
 struct ab_rdbsync_result {
-	uint64_t size;              /* bytes of the RDB written */
-	char sha256[65];            /* of those bytes */
-	int rdb_version;            /* from the "REDIS0011" magic */
+	uint64_t size;   /* bytes of the RDB written */
+	char sha256[65]; /* of those bytes */
+	int rdb_version; /* from the "REDIS0011" magic */
 };
 
 /*
@@ -36,6 +36,6 @@ struct ab_rdbsync_result {
  * AB_ETIMEOUT, AB_ECLOSED (connection lost mid-transfer), -errno.
  */
 int ab_rdbsync_fetch(const struct ab_rdbsync_opts *o, int fd, struct ab_rdbsync_result *res,
-		     char *err, size_t errlen);
+                     char *err, size_t errlen);
 
 #endif
