@@ -27,32 +27,45 @@
  * callbacks check the budget and the clock and abort the parse by
  * returning non-zero.
  *
- * gumbo is not safe to run on hostile input as it comes; three things
- * were measured with 0.10.1 on nested <div>s:
+ * gumbo is not safe to run on hostile input as it comes; measured with
+ * 0.10.1 on nested <div>s:
  *   - with its default max_errors (-1, keep every parse error) each error
  *     copies the stack of open elements: 8000 levels (40 kB of input)
  *     took 500 MB. We keep no errors (max_errors = 0): 3.5 MB.
- *   - its tree construction still scans the open elements per tag, so
- *     time is quadratic in the depth: 16000 levels take 0.7 s, 64000
- *     take 27 s. Before parsing, html_depth() runs a light tokenizer
- *     over the text (comments, raw-text elements like <script>, quoted
- *     attributes, void and self-closing elements) and keeps a stack of
- *     open tags; an end tag pops only through inline elements, in the
- *     ways the HTML parser certainly pops too, so the estimate errs
- *     upwards. More than max_html_depth (4096, about 50 ms of parsing)
- *     is refused. Legitimate pages nest a few dozen levels.
+ *   - tree construction scans the open elements per tag, so time is
+ *     quadratic in the depth: 16000 levels take 0.7 s, 64000 take 27 s.
  *   - gumbo_destroy_output() frees the tree recursively: a deep enough
  *     tree would overflow the stack.
- * The estimate is a heuristic, so the hard bounds come from gumbo's
- * allocator hook. Ours puts a small header on every block, links the
- * blocks in a list and counts the bytes; when the count would pass
- * max_parse_mem, or the deadline has passed (checked every 1024
- * allocations, and tags allocate), it longjmp()s out of the parser back
- * to parse_html_guarded(). That is safe because gumbo keeps no state
- * outside the memory it got from us and holds no other resource: the
- * abandoned parse is just blocks on our list. We never call
- * gumbo_destroy_output(), not even after a successful parse: the list is
- * freed in one loop. Our own walk over the tree uses an explicit stack.
+ * Three defences, cheapest first:
+ *   1. html_depth() estimates the nesting before parsing, with a light
+ *      tokenizer (comments, quoted attribute values, raw-text elements
+ *      and script escapes as the HTML tokenizer reads them) and a stack
+ *      of open tags that pops only where the HTML tree builder certainly
+ *      pops too (an end tag through inline elements, or through anything
+ *      in its scope for block end tags; <p>, <li>, <dd>, <dt>, headings
+ *      and table cells closing their predecessors). Where it cannot know
+ *      the parser's mode (after SVG or MathML, in what may be raw text)
+ *      it takes the reading that counts more. Over max_html_depth (4096,
+ *      about 50 ms of parsing; real pages nest a few dozen levels) is
+ *      refused at once. It was fuzzed against gumbo's real trees (the
+ *      cases it once missed are unit tests), but it remains an estimate:
+ *      it does not see the formatting elements (<b>, <i>...) that the
+ *      tree builder re-opens after a block closes them.
+ *   2. So the hard bounds come from gumbo's allocator hook, and they are
+ *      per byte: a parse may take 5 s + 5 ms per KiB of input and 64 MiB
+ *      + 40 bytes per input byte (an honest page needs about 0.3 ms per
+ *      KiB on an idle machine, and 20 bytes per byte), within max_ms and
+ *      max_parse_mem. Our allocator
+ *      puts a small header on every block, links the blocks in a list and
+ *      counts the bytes; when the count would pass the budget, or the
+ *      deadline has passed (checked every 1024 allocations, and tags
+ *      allocate), it longjmp()s out of the parser back to
+ *      parse_html_guarded(). That is safe because gumbo keeps no state
+ *      outside the memory it got from us and holds no other resource: the
+ *      abandoned parse is just blocks on our list.
+ *   3. We never call gumbo_destroy_output(), not even after a successful
+ *      parse: the list is freed in one loop. Our own walk over the tree
+ *      uses an explicit stack.
  *
  * poppler is a large C++ library; we give it the bytes (no copy), refuse
  * encrypted files and more than max_pages pages, and check the clock
@@ -70,6 +83,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +97,10 @@
 #define DEF_MAX_PARSE_MEM  ((size_t)512 << 20)
 #define DEF_MAX_MS         60000u
 #define DEF_MAX_HTML_DEPTH 4096u
+#define HTML_MEM_BASE      ((size_t)64 << 20) /* gumbo's memory: base, per input byte */
+#define HTML_MEM_PER_BYTE  40
+#define HTML_MS_BASE       5000 /* gumbo's time: base, input bytes per ms */
+#define HTML_BYTES_PER_MS  205
 #define TITLE_MAX          512 /* bytes of a title; longer ones are cut */
 #define MAX_INDENT         8   /* list levels that still indent */
 #define SUPPORTED          "AutoBot reads text, Markdown, HTML and PDF"
@@ -366,14 +384,18 @@ static bool stop(struct builder *b, unsigned every)
 	return b->rc != 0;
 }
 
-static void add(struct builder *b, const char *s, size_t n, bool collapse)
+/* Adds text to the current block; returns whether anything visible was
+ * added. */
+static bool add(struct builder *b, const char *s, size_t n, bool collapse)
 {
 	if (b->rc)
-		return;
-	if (tbuf_put(&b->cur, s, n, collapse))
+		return false;
+	bool added = tbuf_put(&b->cur, s, n, collapse);
+	if (added)
 		b->fresh = false;
 	if (b->used + b->cur.s.len > b->max_output)
 		too_big(b);
+	return added;
 }
 
 /* Appends an ASCII literal (a separator) as it is. */
@@ -867,10 +889,7 @@ static void add_lines(struct builder *b, const char *s, size_t n, bool collapse,
 		size_t e = i;
 		while (e < n && s[e] != '\n' && s[e] != '\f')
 			e++;
-		size_t before = b->cur.s.len;
-		add(b, s + i, e - i, collapse);
-		bool blank = b->cur.s.len == before;
-		if (blank)
+		if (!add(b, s + i, e - i, collapse)) /* a blank line */
 			paragraph(b);
 		else
 			line_break(b);
@@ -1305,6 +1324,18 @@ static const char *const scope_tags[] = {
     "table", "applet", "marquee", "object", "template", "html", "svg",
     "math",  "button", "caption", "td",     "th",       NULL,
 };
+static const char *const breakout_tags[] = {
+    /* start tags that end foreign (SVG, MathML) content */
+    "b",   "big",  "blockquote", "body",  "br",      "center", "code",   "dd",   "div", "dl",
+    "dt",  "em",   "embed",      "h1",    "h2",      "h3",     "h4",     "h5",   "h6",  "head",
+    "hr",  "i",    "img",        "li",    "listing", "menu",   "meta",   "nobr", "ol",  "p",
+    "pre", "ruby", "s",          "small", "span",    "strong", "strike", "sub",  "sup", "table",
+    "tt",  "u",    "ul",         "var",   "font",    NULL,
+};
+static const char *const mathml_text_tags[] = {
+    /* MathML elements whose content is HTML again */
+    "mi", "mo", "mn", "ms", "mtext", NULL,
+};
 static const char *const table_part_tags[] = {
     "tr", "td", "th", "thead", "tbody", "tfoot", "caption", "colgroup", NULL,
 };
@@ -1338,27 +1369,34 @@ enum dkind {
 struct dent {
 	uint32_t hash;
 	enum dkind kind;
+	size_t level; /* the depth it stands at: a <table> counts 4 (the parser
+	                 adds <tbody>, <tr> and <td> under it) */
 };
 
 /* Looks down the stack (st, *depth entries), at most LOOKBACK entries and
  * through entries of a kind up to pass only, for one whose hash is a or
- * b. When found, pops the entries above it, and it too unless keep.
+ * b. When found, pops the entries above it, and it too unless keep, and
+ * returns true.
  * Passing only what the parser certainly pops too is what keeps the
  * estimate from popping more than the parser does. */
-static void pop_to(const struct dent *st, size_t *depth, uint32_t a, uint32_t b, bool keep,
+static bool pop_to(const struct dent *st, size_t *depth, uint32_t a, uint32_t b, bool keep,
                    enum dkind pass)
 {
 	for (size_t d = *depth, seen = 0; d > 0 && seen < LOOKBACK; d--, seen++) {
 		if (st[d - 1].hash == a || st[d - 1].hash == b) {
 			*depth = keep ? d : d - 1;
-			return;
+			return true;
 		}
 		if (st[d - 1].kind > pass)
-			return;
+			return false;
 	}
+	return false;
 }
 
-/* Where the comment or markup declaration at s[i] ("<!...") ends. */
+/* Where the markup at s[i] ("<!...", "<?...", "</" and no letter) ends,
+ * as the HTML tokenizer reads it: a comment at "-->" or "--!>" (or at
+ * once: "<!-->", "<!--->"), a doctype or bogus comment at the first '>'.
+ * (CDATA, which only foreign content has, is left to the caller.) */
 static size_t skip_decl(const char *s, size_t n, size_t i)
 {
 	if (n - i >= 4 && memcmp(s + i, "<!--", 4) == 0) {
@@ -1379,22 +1417,6 @@ static size_t skip_decl(const char *s, size_t n, size_t i)
 	}
 	const char *gt = memchr(s + i, '>', n - i);
 	return gt ? (size_t)(gt - s) + 1 : n;
-}
-
-/* Where the raw text that starts at s[i] ends: at the first "</name"
- * followed by white space, '/' or '>' (the earliest the parser can end
- * it), or at n. */
-static size_t skip_raw(const char *s, size_t n, size_t i, const char *name, size_t nl)
-{
-	for (;;) {
-		const char *c = memmem(s + i, n - i, "</", 2);
-		if (!c)
-			return n;
-		i = (size_t)(c - s) + 2;
-		if (n - i > nl && strncasecmp(s + i, name, nl) == 0 &&
-		    (isspace((unsigned char)s[i + nl]) || s[i + nl] == '/' || s[i + nl] == '>'))
-			return i - 2;
-	}
 }
 
 /* White space as the HTML tokenizer knows it (CR is read as LF). */
@@ -1454,31 +1476,119 @@ static size_t tag_end(const char *s, size_t n, size_t j, bool *self_closing)
 	return n;
 }
 
+/* Whether s[i..] starts with name (nl bytes, lower case, any case in s)
+ * followed by white space, '/' or '>'. */
+static bool name_at(const char *s, size_t n, size_t i, const char *name, size_t nl)
+{
+	return n - i > nl && strncasecmp(s + i, name, nl) == 0 &&
+	       (html_ws(s[i + nl]) || s[i + nl] == '/' || s[i + nl] == '>');
+}
+
+/* Where the raw text that starts at s[i] ends: at the first "</name"
+ * followed by white space, '/' or '>', or at n. A script's text follows
+ * the tokenizer's escape states too: after "<!--", a "<script" makes the
+ * next "</script" part of the text, until "-->". */
+static size_t skip_raw(const char *s, size_t n, size_t i, const char *name, size_t nl)
+{
+	if (strcmp(name, "script") != 0) {
+		for (;;) {
+			const char *c = memmem(s + i, n - i, "</", 2);
+			if (!c)
+				return n;
+			i = (size_t)(c - s) + 2;
+			if (name_at(s, n, i, name, nl))
+				return i - 2;
+		}
+	}
+	enum { DATA, ESCAPED, DOUBLE } st = DATA;
+	size_t dashes = 0; /* '-'s just seen: "--" then '>' ends escaping */
+	for (; i < n; i++) {
+		char c = s[i];
+		if (st != DATA) {
+			if (c == '-') {
+				dashes++;
+				continue;
+			}
+			if (c == '>' && dashes >= 2)
+				st = DATA;
+			dashes = 0;
+		}
+		if (c != '<')
+			continue;
+		if (st == DATA && n - i >= 4 && memcmp(s + i, "<!--", 4) == 0) {
+			st = ESCAPED;
+			dashes = 2;
+			i += 3;
+		} else if (i + 1 < n && s[i + 1] == '/' && name_at(s, n, i + 2, "script", 6)) {
+			if (st != DOUBLE)
+				return i;
+			st = ESCAPED;
+		} else if (st == ESCAPED && name_at(s, n, i + 1, "script", 6)) {
+			st = DOUBLE;
+		}
+	}
+	return n;
+}
+
+/* Which mode the HTML parser is in, as far as the estimate can tell. */
+enum dmode {
+	DM_HTML,    /* certainly HTML */
+	DM_FOREIGN, /* certainly SVG or MathML content */
+	DM_UNSURE,  /* either: only what adds to the estimate is done */
+};
+
 /* An estimate, meant to err upwards, of how deeply the elements of s
- * nest: more than limit when the nesting passes limit somewhere. */
+ * nest at the deepest (it stops counting once that passes limit).
+ *
+ * Where the estimate cannot tell what the parser does, it takes what
+ * counts more under both readings: in DM_UNSURE, every start tag is
+ * pushed and nothing is popped for it, and the content of an element
+ * that may be raw text (<script> after an <svg>...) is read for its start
+ * tags while its end tags, up to the earliest place the raw text can end
+ * (raw_end), are left out. */
 static size_t html_depth(const char *s, size_t n, size_t limit)
 {
 	const uint32_t h_p = name_hash("p"), h_li = name_hash("li"), h_dd = name_hash("dd");
 	const uint32_t h_dt = name_hash("dt"), h_table = name_hash("table");
 	const uint32_t h_div = name_hash("div"), h_address = name_hash("address");
 	const uint32_t h_ul = name_hash("ul"), h_ol = name_hash("ol");
+	const uint32_t h_svg = name_hash("svg"), h_math = name_hash("math");
+	const uint32_t h_frameset = name_hash("frameset"), h_h1 = name_hash("h1");
+	const uint32_t h_font = name_hash("font"), h_axml = name_hash("annotation-xml");
+	enum dmode mode = DM_HTML;
+	size_t root = 0;     /* entries up to the foreign root, when known */
+	bool in_svg = false; /* the foreign root is <svg> (else <math>) */
+	size_t ipoint = 0;   /* entries up to an integration point, or 0 */
+	size_t raw_end = 0;
 	struct dent *st = NULL;
-	size_t depth = 0, cap = 0, foreign = 0; /* depth where <svg>/<math> began */
+	size_t depth = 0, deepest = 0, cap = 0;
 	size_t i = 0;
-	while (i < n && depth <= limit) {
+	while (i < n && deepest <= limit) {
 		const char *lt = memchr(s + i, '<', n - i);
 		if (!lt)
 			break;
 		i = (size_t)(lt - s);
-		if (i + 1 < n && (s[i + 1] == '!' || s[i + 1] == '?')) {
-			i = skip_decl(s, n, i);
-			continue;
-		}
+		const bool maybe_raw = i < raw_end;
 		bool end = i + 1 < n && s[i + 1] == '/';
 		size_t j = i + 1 + (end ? 1 : 0);
-		if (end && j < n && !isalpha((unsigned char)s[j])) {
-			const char *gt = memchr(s + j, '>', n - j); /* a bogus comment */
-			i = gt ? (size_t)(gt - s) + 1 : n;
+		bool decl = i + 1 < n && (s[i + 1] == '!' || s[i + 1] == '?');
+		if (decl || (end && j < n && !isalpha((unsigned char)s[j]))) {
+			size_t e;
+			if (n - i >= 9 && memcmp(s + i, "<![CDATA[", 9) == 0 && mode != DM_HTML) {
+				const char *c = memmem(s + i, n - i, "]]>", 3);
+				e = c ? (size_t)(c - s) + 3 : n;
+				if (mode == DM_UNSURE) { /* CDATA, or a comment to '>' */
+					raw_end = e > raw_end ? e : raw_end;
+					e = i + 2;
+				}
+			} else {
+				e = skip_decl(s, n, i);
+			}
+			if (maybe_raw) { /* text, or markup that hides tags */
+				raw_end = e > raw_end ? e : raw_end;
+				e = i + 1;
+			}
+			i = e;
 			continue;
 		}
 		if (j >= n || !isalpha((unsigned char)s[j])) {
@@ -1496,46 +1606,82 @@ static size_t html_depth(const char *s, size_t n, size_t limit)
 				name[nl] = c;
 			nl++;
 		}
-		name[nl < sizeof(name) ? nl : 0] = '\0';
+		/* a long or odd name (a NUL becomes U+FFFD in the parser) is
+		 * no tag we know */
+		name[nl < sizeof(name) && !memchr(name, '\0', nl) ? nl : 0] = '\0';
+		/* the parser closes any heading with any heading's end tag */
+		if (nl == 2 && name[0] == 'h' && name[1] >= '1' && name[1] <= '6')
+			h = h_h1;
 		bool self_closing;
 		size_t k = tag_end(s, n, j, &self_closing);
+		if (k >= n && maybe_raw) { /* maybe text: read on */
+			i++;
+			continue;
+		}
 		if (k >= n)
 			break; /* the parser drops an unfinished tag */
 		i = k + 1;
 		if (end) {
-			if (tag_is(name, kept_tags))
+			if (maybe_raw)
 				continue;
-			enum dkind pass = D_INLINE;
+			bool popped = false;
+			/* gumbo matches foreign end tags by their original
+			 * text: only a plain "</name>" is sure to match */
+			if (mode == DM_FOREIGN && root && k == j) {
+				/* to its element, whatever lies above, but not
+				 * below the foreign root */
+				size_t above = depth - (root - 1);
+				popped = pop_to(st + root - 1, &above, h, h, false, D_SCOPE);
+				depth = root - 1 + above;
+			} else if (mode != DM_FOREIGN && !tag_is(name, kept_tags) &&
+			           (mode == DM_HTML || k == j)) {
+				enum dkind pass = D_INLINE;
+				if (h == h_li)
+					pass = D_OTHER;
+				else if (tag_is(name, block_end_tags))
+					pass = D_LIST;
+				popped = pop_to(st, &depth, h, h, false, pass);
+			}
+			if (ipoint && depth < ipoint) {
+				ipoint = 0; /* back in foreign content, or out of it */
+				mode = DM_UNSURE;
+			}
+			if (mode == DM_FOREIGN && (!popped || depth < root))
+				mode = DM_UNSURE;
+			continue;
+		}
+		enum dmode m = maybe_raw ? DM_UNSURE : mode;
+		if (!maybe_raw && mode != DM_HTML && tag_is(name, breakout_tags))
+			m = mode = h == h_font ? DM_UNSURE : DM_HTML;
+		if (m == DM_FOREIGN && self_closing)
+			continue;
+		if (tag_is(name, raw_tags) && m != DM_FOREIGN) {
+			bool plain = strcmp(name, "plaintext") == 0;
+			if (m == DM_HTML) {
+				if (plain)
+					break;
+				i = skip_raw(s, n, i, name, nl);
+				continue;
+			}
+			size_t e = plain ? n : skip_raw(s, n, i, name, nl);
+			raw_end = e > raw_end ? e : raw_end;
+		}
+		if (m == DM_HTML) {
+			if (tag_is(name, closes_p_tags))
+				pop_to(st, &depth, h_p, h_p, false, D_LIST);
+			else if (tag_is(name, table_part_tags))
+				/* in a table, a row or cell closes what the
+				 * previous cell left open */
+				pop_to(st, &depth, h_table, h_table, true, D_LIST);
+			if (h == h_h1 && depth && st[depth - 1].hash == h_h1)
+				depth--; /* a heading right in a heading closes it */
 			if (h == h_li)
-				pass = D_OTHER;
-			else if (tag_is(name, block_end_tags))
-				pass = D_LIST;
-			pop_to(st, &depth, h, h, false, pass);
-			if (foreign > depth)
-				foreign = 0;
-			continue;
-		}
-		if (foreign) {
-			if (self_closing)
+				pop_to(st, &depth, h_li, h_li, false, D_PDA);
+			else if (h == h_dd || h == h_dt)
+				pop_to(st, &depth, h_dd, h_dt, false, D_PDA);
+			if (tag_is(name, void_tags))
 				continue;
-		} else if (tag_is(name, raw_tags)) {
-			if (strcmp(name, "plaintext") == 0)
-				break;
-			i = skip_raw(s, n, i, name, nl);
-			continue;
-		} else if (tag_is(name, closes_p_tags)) {
-			pop_to(st, &depth, h_p, h_p, false, D_LIST);
-		} else if (tag_is(name, table_part_tags)) {
-			/* in a table, a row or cell closes what the previous
-			 * cell left open */
-			pop_to(st, &depth, h_table, h_table, true, D_LIST);
 		}
-		if (!foreign && h == h_li)
-			pop_to(st, &depth, h_li, h_li, false, D_PDA);
-		else if (!foreign && (h == h_dd || h == h_dt))
-			pop_to(st, &depth, h_dd, h_dt, false, D_PDA);
-		if (tag_is(name, void_tags))
-			continue;
 		if (depth == cap) {
 			cap = cap ? 2 * cap : 256;
 			st = ab_xrealloc(st, cap * sizeof(*st));
@@ -1549,14 +1695,40 @@ static size_t html_depth(const char *s, size_t n, size_t limit)
 			kind = D_LIST;
 		else if (tag_is(name, scope_tags))
 			kind = D_SCOPE;
+		size_t level = (depth ? st[depth - 1].level : 0) + (h == h_table ? 4 : 1);
 		st[depth].hash = h;
 		st[depth].kind = kind;
+		st[depth].level = level;
 		depth++;
-		if (!foreign && (strcmp(name, "svg") == 0 || strcmp(name, "math") == 0))
-			foreign = depth;
+		if (level > deepest)
+			deepest = level;
+		bool svg_point = !strcmp(name, "foreignobject") || !strcmp(name, "desc") ||
+		                 !strcmp(name, "title");
+		if (maybe_raw) {
+			/* maybe text: whatever it would change, we are unsure */
+			if (h == h_svg || h == h_math || h == h_frameset)
+				mode = DM_UNSURE;
+		} else if (m == DM_FOREIGN && h == h_axml) {
+			mode = DM_UNSURE; /* HTML inside or not, by its encoding */
+		} else if (m == DM_FOREIGN && (svg_point || tag_is(name, mathml_text_tags))) {
+			bool is_point = in_svg ? svg_point : tag_is(name, mathml_text_tags);
+			if (!root) {
+				mode = DM_UNSURE; /* the namespace is not known */
+			} else if (is_point) {
+				mode = DM_HTML;
+				ipoint = depth;
+			}
+		} else if ((h == h_svg || h == h_math) && m != DM_FOREIGN) {
+			/* a new foreign root (or, when unsure, maybe a child) */
+			mode = DM_FOREIGN;
+			root = m == DM_HTML ? depth : 0;
+			in_svg = h == h_svg;
+		} else if (h == h_frameset) {
+			mode = DM_UNSURE; /* the frameset modes ignore most tags */
+		}
 	}
 	free(st);
-	return depth;
+	return deepest;
 }
 
 /* The allocator handed to gumbo (see the top of the file): every block
@@ -1566,6 +1738,7 @@ struct galloc {
 	struct ghdr *head;
 	size_t used, max;
 	unsigned long calls;
+	int64_t deadline, budget_ms;
 	struct builder *b;
 	jmp_buf jump;
 };
@@ -1589,8 +1762,14 @@ static void *galloc_alloc(void *ud, size_t size)
 		      g->max >> 20);
 		longjmp(g->jump, 1);
 	}
-	if (++g->calls % 1024 == 0 && ab_now_ms() > b->deadline) {
-		bfail(b, AB_ETIMEOUT, "extraction took longer than the limit of %u ms", b->max_ms);
+	if (++g->calls % 1024 == 0 && ab_now_ms() > g->deadline) {
+		if (ab_now_ms() > b->deadline)
+			bfail(b, AB_ETIMEOUT, "extraction took longer than the limit of %u ms",
+			      b->max_ms);
+		else
+			bfail(b, AB_ETIMEOUT,
+			      "the HTML took longer than %lld ms to parse (5 s plus 5 ms per KiB)",
+			      (long long)g->budget_ms);
 		longjmp(g->jump, 1);
 	}
 	struct ghdr *h = ab_xmalloc(sizeof(*h) + size);
@@ -1936,9 +2115,17 @@ static void read_html(struct builder *b, const char *s, size_t n,
 		      lim->max_html_depth);
 		return;
 	}
+	/* per-byte budgets: hostile HTML may cost what a large honest page
+	 * costs, not more (gumbo takes about 0.3 ms and 20 bytes per byte) */
 	struct galloc g;
 	memset(&g, 0, sizeof(g));
-	g.max = lim->max_parse_mem;
+	g.max = HTML_MEM_BASE + HTML_MEM_PER_BYTE * n;
+	if (g.max > lim->max_parse_mem || n > SIZE_MAX / 64)
+		g.max = lim->max_parse_mem;
+	g.budget_ms = HTML_MS_BASE + (int64_t)(n / HTML_BYTES_PER_MS);
+	g.deadline = ab_now_ms() + g.budget_ms;
+	if (g.deadline > b->deadline)
+		g.deadline = b->deadline;
 	g.b = b;
 	GumboOptions o = kGumboDefaultOptions;
 	o.allocator = galloc_alloc;

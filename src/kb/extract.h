@@ -30,7 +30,8 @@ enum ab_block_kind {
 /* One block of text. A paragraph may hold several lines ('\n' between
  * them: list items, table rows, code, lines of a poem); a heading is one
  * line. Text is valid UTF-8 without control characters other than '\n'
- * and '\t', with no leading or trailing white space and never empty. */
+ * and '\t', never empty, with no leading or trailing white space and no
+ * blank line. */
 struct ab_doc_block {
 	enum ab_block_kind kind;
 	int level;     /* heading level 1-6; 0 for a paragraph */
@@ -51,16 +52,22 @@ struct ab_doc_text {
 /* Bounds on one extraction. A zero field means "the default" (in
  * brackets). Exceeding one gives AB_ETOOBIG (AB_ETIMEOUT for max_ms). */
 struct ab_extract_limits {
-	size_t max_input;        /* bytes of input [64 MiB] */
-	size_t max_output;       /* bytes of the result: texts, their NULs, the
-	                            title and sizeof(struct ab_doc_block) per
-	                            block [64 MiB] */
-	uint32_t max_pages;      /* pages of a PDF [2000] */
-	size_t max_parse_mem;    /* memory the HTML parser may use [512 MiB] */
-	uint32_t max_ms;         /* wall-clock time, checked between pages and
-	                            inside the Markdown and HTML parsers [60000] */
-	uint32_t max_html_depth; /* HTML element nesting, as estimated
-	                            before parsing [4096] */
+	/* bytes of input [64 MiB] */
+	size_t max_input;
+	/* bytes of the result: texts, their NULs, the title, and
+	 * sizeof(struct ab_doc_block) per block [64 MiB] */
+	size_t max_output;
+	/* pages of a PDF [2000] */
+	uint32_t max_pages;
+	/* memory the HTML parser may use [512 MiB]; it never gets more than
+	 * 64 MiB + 40 bytes per input byte */
+	size_t max_parse_mem;
+	/* wall-clock time, checked between PDF pages and inside the Markdown
+	 * and HTML parsers [60000]; the HTML parser never gets more than
+	 * 5 s + 5 ms per KiB of input */
+	uint32_t max_ms;
+	/* HTML element nesting, as estimated before parsing [4096] */
+	uint32_t max_html_depth;
 };
 
 /* Fills l with the defaults above. */
@@ -68,13 +75,16 @@ void ab_extract_limits_default(struct ab_extract_limits *l);
 
 /* Which format data is, from (in this order) an explicit MIME type or
  * short name ("text", "markdown", "md", "html", "pdf"), else the file
- * name's extension, else the content: "%PDF-" is PDF, a doctype or <html
- * is HTML, valid UTF-8 is plain text. MIME parameters (";charset=...") are
- * ignored; application/octet-stream and an empty string count as no MIME
- * type, and text/plain defers to a Markdown or HTML extension. Other
- * text/... types are read as plain text. Returns 0 and sets *kind, or
- * AB_EINVAL with a message in err (errlen bytes, may be 0) for a type
- * AutoBot does not read. Either string may be NULL. */
+ * name's extension (an unknown one falls through to the content; office,
+ * archive, image and media ones are refused), else the content: "%PDF-"
+ * is PDF, a doctype or <html is HTML, valid UTF-8 without NULs or control
+ * characters (other than tab, line breaks and escape) is plain text. MIME
+ * parameters (";charset=...") are ignored; application/octet-stream and
+ * an empty string count as no MIME type, and text/plain defers to a
+ * Markdown or HTML extension. Other text/... types are read as plain
+ * text. Returns 0 and sets *kind, or AB_EINVAL with a message in err
+ * (errlen bytes, may be 0) for a type AutoBot does not read. Either
+ * string may be NULL. */
 int ab_extract_detect(const void *data, size_t len, const char *mime, const char *filename,
                       enum ab_doc_kind *kind, char *err, size_t errlen);
 
@@ -85,7 +95,7 @@ int ab_extract_detect(const void *data, size_t len, const char *mime, const char
  * a message for the uploader and the result is
  *   AB_EINVAL   unsupported type, binary data, a broken or encrypted PDF;
  *   AB_ETOOBIG  a limit of lim was exceeded;
- *   AB_ETIMEOUT lim->max_ms passed.
+ *   AB_ETIMEOUT lim->max_ms, or the HTML parser's own budget, passed.
  * Plain text (and the text of Markdown and HTML): a UTF-8 byte-order mark
  * is dropped, UTF-16 with a byte-order mark is converted, CRLF and CR
  * become LF, invalid UTF-8 becomes U+FFFD; input with a NUL byte, or with
