@@ -6,8 +6,8 @@
  *   1. read ab:kb:doc:<id> and ab:kb:src:<id>; status -> indexing;
  *   2. remove what an earlier attempt wrote (chunk ids below the
  *      document's `written` mark, or its previous `chunks` count);
- *   3. extract text (extract.c), render headings as Markdown lines and
- *      note where pages start, chunk (src/text/chunk.c);
+ *   3. extract text (extract.c), render it with headings as Markdown lines
+ *      and a form feed at each page, chunk (src/text/chunk.c);
  *   4. embed every chunk ("title\nheading path\ntext", the same string the
  *      BM25 index gets), in batches for the HTTP embedders;
  *   5. write batches of chunks: VADD to ab:kb:vec, AB.TEXTADD to
@@ -464,42 +464,6 @@ static void set_status(struct ab_kb *kb, const char *id, const char *status, con
 		freeReplyObject(rep);
 }
 
-/* Renders extracted blocks as Markdown-ish text for the chunker: headings
- * as "#" lines; page starts recorded. */
-static char *render(const struct ab_doc_text *d, size_t **pages, size_t *npages, size_t *len)
-{
-	struct ab_buf b;
-	ab_buf_init(&b);
-	uint32_t page = 0;
-	*pages = NULL;
-	*npages = 0;
-	for (size_t i = 0; i < d->nblocks; i++) {
-		const struct ab_doc_block *blk = &d->blocks[i];
-		if (blk->page && blk->page != page) {
-			while (page < blk->page) { /* empty pages keep the numbering */
-				*pages = ab_xrealloc(*pages, (*npages + 1) * sizeof(size_t));
-				(*pages)[(*npages)++] = b.len;
-				page++;
-			}
-		}
-		if (blk->kind == AB_BLOCK_HEADING) {
-			int lvl = blk->level < 1 ? 1 : blk->level > 6 ? 6 : blk->level;
-			ab_buf_append(&b, "\n######", (size_t)lvl + 1);
-			ab_buf_putc(&b, ' ');
-			/* a heading is one line */
-			for (const char *p = blk->text; *p; p++)
-				ab_buf_putc(&b, *p == '\n' ? ' ' : *p);
-			ab_buf_puts(&b, "\n\n");
-		} else {
-			ab_buf_puts(&b, blk->text);
-			ab_buf_puts(&b, "\n\n");
-		}
-	}
-	*len = b.len;
-	ab_buf_putc(&b, '\0');
-	return ab_buf_steal(&b);
-}
-
 int ab_kb_index(struct ab_kb *kb, const char *id, ab_kb_progress_fn progress,
 		ab_kb_cancel_fn cancel, void *ctx, char *err, size_t errlen)
 {
@@ -509,7 +473,6 @@ int ab_kb_index(struct ab_kb *kb, const char *id, ab_kb_progress_fn progress,
 	struct ab_chunks *chunks = NULL;
 	struct chunk_rec *recs = NULL;
 	char *text = NULL, *attrs_base = NULL;
-	size_t *pages = NULL;
 	err[0] = '\0';
 	if (!id_ok(id)) {
 		snprintf(err, errlen, "invalid document id");
@@ -559,16 +522,14 @@ int ab_kb_index(struct ab_kb *kb, const char *id, ab_kb_progress_fn progress,
 		title = dt->title;
 	if (!title || !title[0])
 		title = fname && fname[0] ? fname : "";
-	size_t tlen, npages;
-	text = render(dt, &pages, &npages, &tlen);
+	/* headings as Markdown lines, a form feed at each new page, lines the
+	 * chunker could misread as headings indented (extract.c) */
+	size_t tlen, npages = dt->npages;
+	text = ab_doc_text_render(dt, &tlen);
 	struct ab_chunk_params cp;
 	ab_chunk_params_default(&cp);
 	cp.target_tokens = (uint32_t)kb->chunk_tokens;
 	cp.overlap_tokens = (uint32_t)kb->chunk_overlap;
-	if (npages) {
-		cp.page_starts = pages;
-		cp.npage_starts = npages;
-	}
 	if (ab_chunk_text(text, tlen, &cp, &chunks) < 0 || chunks->n == 0) {
 		snprintf(err, errlen, "no text found in the document");
 		rc = AB_EINVAL;
@@ -662,7 +623,6 @@ out:
 	free(recs);
 	ab_chunks_free(chunks);
 	free(text);
-	free(pages);
 	free(attrs_base);
 	ab_doc_text_free(dt);
 	if (doc)
