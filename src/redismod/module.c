@@ -45,6 +45,7 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "filter.h"
 
 #define POOL_MAX 16
 
@@ -204,6 +205,71 @@ void ab_rm_reply_hits(RedisModuleCtx *ctx, const struct ab_rm_hit *hits, size_t 
 				RedisModule_ReplyWithNull(ctx);
 		}
 	}
+}
+
+static void search_reply(RedisModuleCtx *ctx, const struct ab_rm_search *s)
+{
+	if (s->error)
+		RedisModule_ReplyWithError(ctx, s->error);
+	else
+		ab_rm_reply_hits(ctx, s->hits, s->nhits, s->withscores, s->withattribs, s->resp3);
+}
+
+static void search_free(struct ab_rm_search *s)
+{
+	ab_rm_hits_free(s->hits, s->nhits);
+	ab_filter_free(s->filter);
+	s->free(s);
+}
+
+static int search_reply_cb(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
+{
+	(void)argv;
+	(void)argc;
+	search_reply(ctx, RedisModule_GetBlockedClientPrivateData(ctx));
+	return REDISMODULE_OK;
+}
+
+static void search_free_cb(RedisModuleCtx *ctx, void *priv)
+{
+	(void)ctx;
+	search_free(priv);
+}
+
+static void search_thread(void *arg)
+{
+	struct ab_rm_search *s = arg;
+	s->run(s);
+	s->release(s);
+	RedisModule_UnblockClient(s->bc, s);
+}
+
+void ab_rm_search_start(RedisModuleCtx *ctx, struct ab_rm_search *s, bool nothread)
+{
+	if (nothread || !ab_rm_can_block(ctx)) {
+		s->run(s);
+		s->release(s);
+		search_reply(ctx, s);
+		search_free(s);
+		return;
+	}
+	s->bc = RedisModule_BlockClient(ctx, search_reply_cb, NULL, search_free_cb, 0);
+	ab_rm_pool_submit(search_thread, s);
+}
+
+bool ab_rm_arg_filter(RedisModuleCtx *ctx, RedisModuleString *arg, struct ab_filter **f)
+{
+	size_t len;
+	const char *expr = RedisModule_StringPtrLen(arg, &len);
+	char err[160], msg[200];
+	ab_filter_free(*f);
+	*f = NULL;
+	if (ab_filter_compile(expr, len, f, err, sizeof(err)) < 0) {
+		snprintf(msg, sizeof(msg), "ERR syntax error in FILTER expression: %s", err);
+		RedisModule_ReplyWithError(ctx, msg);
+		return false;
+	}
+	return true;
 }
 
 static long module_threads(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)

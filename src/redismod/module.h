@@ -48,6 +48,28 @@ void ab_rm_hits_free(struct ab_rm_hit *hits, size_t n);
 void ab_rm_reply_hits(RedisModuleCtx *ctx, const struct ab_rm_hit *hits, size_t n,
 		      bool withscores, bool withattribs, bool resp3);
 
+struct ab_filter;
+
+/* A search command's job, shared by VSIM and AB.TEXTSEARCH: the type
+ * embeds it as its first member and fills the three callbacks. */
+struct ab_rm_search {
+	RedisModuleBlockedClient *bc;
+	bool withscores, withattribs, resp3;
+	struct ab_filter *filter;  /* owned */
+	struct ab_rm_hit *hits;    /* results, owned */
+	size_t nhits;
+	const char *error;         /* static message, or NULL */
+	void (*run)(struct ab_rm_search *s);     /* takes the read lock, fills hits */
+	void (*release)(struct ab_rm_search *s); /* drops the value's reference */
+	void (*free)(struct ab_rm_search *s);    /* frees the type's own fields and s */
+};
+/* Runs s on a search thread with the client blocked, or inline when the
+ * client may not block or nothread is set; replies and frees s either way. */
+void ab_rm_search_start(RedisModuleCtx *ctx, struct ab_rm_search *s, bool nothread);
+/* Compiles a FILTER argument into *f (replacing one given before); replies
+ * with the syntax error and returns false when it does not compile. */
+bool ab_rm_arg_filter(RedisModuleCtx *ctx, RedisModuleString *arg, struct ab_filter **f);
+
 int ab_rm_vset_register(RedisModuleCtx *ctx);
 /* The types' RDB callbacks and free, public for the unit tests and the
  * RDB-loader fuzzer (which supply their own RedisModule_Load* functions). */

@@ -503,26 +503,26 @@ out:
 }
 
 struct tsearch_job {
-	struct tindex *t; /* one reference held */
-	RedisModuleBlockedClient *bc;
+	struct ab_rm_search s; /* first: the shared search job (module.c) */
+	struct tindex *t;      /* one reference held */
 	char *query;
 	size_t query_len;
 	size_t count;
-	bool withscores, withattribs, resp3;
-	struct ab_filter *filter;
-	struct ab_rm_hit *hits;
-	size_t nhits;
-	const char *error;
 };
 
-static void tsearch_job_free(struct tsearch_job *j)
+static void tsearch_free(struct ab_rm_search *s)
 {
-	if (!j)
-		return;
-	ab_rm_hits_free(j->hits, j->nhits);
+	struct tsearch_job *j = (struct tsearch_job *)s;
 	free(j->query);
-	ab_filter_free(j->filter);
 	free(j);
+}
+
+static void tsearch_release(struct ab_rm_search *s)
+{
+	struct tsearch_job *j = (struct tsearch_job *)s;
+	struct tindex *t = j->t;
+	j->t = NULL;
+	tindex_release(t);
 }
 
 static bool filter_accept(void *value, void *ctx)
@@ -531,8 +531,9 @@ static bool filter_accept(void *value, void *ctx)
 	return a && ab_filter_match(ctx, a->json, a->len);
 }
 
-static void tsearch_run(struct tsearch_job *j)
+static void tsearch_run(struct ab_rm_search *s)
 {
+	struct tsearch_job *j = (struct tsearch_job *)s;
 	struct tindex *t = j->t;
 	pthread_rwlock_rdlock(&t->lock);
 	size_t n = ab_textidx_count(t->x);
@@ -541,21 +542,21 @@ static void tsearch_run(struct tsearch_job *j)
 	int got = 0;
 	if (k)
 		got = ab_textidx_search(t->x, j->query, j->query_len, k,
-					j->filter ? filter_accept : NULL, j->filter, hits);
+					j->s.filter ? filter_accept : NULL, j->s.filter, hits);
 	if (got < 0) {
-		j->error = "ERR search failed";
+		j->s.error = "ERR search failed";
 		got = 0;
 	}
-	j->hits = got ? ab_xcalloc((size_t)got, sizeof(*j->hits)) : NULL;
+	j->s.hits = got ? ab_xcalloc((size_t)got, sizeof(*j->s.hits)) : NULL;
 	for (int x = 0; x < got; x++) {
-		struct ab_rm_hit *h = &j->hits[j->nhits++];
+		struct ab_rm_hit *h = &j->s.hits[j->s.nhits++];
 		size_t idlen;
 		const char *id = ab_textdoc_id(hits[x].doc, &idlen);
 		h->name = ab_xstrndup(id, idlen);
 		h->name_len = idlen;
 		h->score = hits[x].score;
 		const struct tattr *a = ab_textdoc_value(hits[x].doc);
-		if (j->withattribs && a) {
+		if (j->s.withattribs && a) {
 			h->attr = ab_xstrndup(a->json, a->len);
 			h->attr_len = a->len;
 		}
@@ -564,43 +565,14 @@ static void tsearch_run(struct tsearch_job *j)
 	free(hits);
 }
 
-static void tsearch_reply(RedisModuleCtx *ctx, struct tsearch_job *j)
-{
-	if (j->error)
-		RedisModule_ReplyWithError(ctx, j->error);
-	else
-		ab_rm_reply_hits(ctx, j->hits, j->nhits, j->withscores, j->withattribs, j->resp3);
-}
-
-static int tsearch_reply_cb(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
-{
-	(void)argv;
-	(void)argc;
-	tsearch_reply(ctx, RedisModule_GetBlockedClientPrivateData(ctx));
-	return REDISMODULE_OK;
-}
-
-static void tsearch_free_cb(RedisModuleCtx *ctx, void *priv)
-{
-	(void)ctx;
-	tsearch_job_free(priv);
-}
-
-static void tsearch_thread(void *arg)
-{
-	struct tsearch_job *j = arg;
-	tsearch_run(j);
-	struct tindex *t = j->t;
-	j->t = NULL;
-	tindex_release(t);
-	RedisModule_UnblockClient(j->bc, j);
-}
-
 static int cmd_textsearch(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 {
 	if (argc < 3)
 		return RedisModule_WrongArity(ctx);
 	struct tsearch_job *j = ab_xcalloc(1, sizeof(*j));
+	j->s.run = tsearch_run;
+	j->s.release = tsearch_release;
+	j->s.free = tsearch_free;
 	j->count = TEXT_DEFAULT_COUNT;
 	bool nothread = false;
 	RedisModuleKey *key = NULL;
@@ -608,9 +580,9 @@ static int cmd_textsearch(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
 	j->query = ab_xstrndup(q, j->query_len);
 	for (int i = 3; i < argc; i++) {
 		if (ab_rm_arg_is(argv[i], "WITHSCORES")) {
-			j->withscores = true;
+			j->s.withscores = true;
 		} else if (ab_rm_arg_is(argv[i], "WITHATTRIBS")) {
-			j->withattribs = true;
+			j->s.withattribs = true;
 		} else if (ab_rm_arg_is(argv[i], "NOTHREAD")) {
 			nothread = true;
 		} else if (ab_rm_arg_is(argv[i], "COUNT") && i + 1 < argc) {
@@ -619,22 +591,14 @@ static int cmd_textsearch(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
 				goto fail;
 			j->count = (size_t)c;
 		} else if (ab_rm_arg_is(argv[i], "FILTER") && i + 1 < argc) {
-			size_t len;
-			const char *expr = RedisModule_StringPtrLen(argv[++i], &len);
-			char err[160], msg[200];
-			ab_filter_free(j->filter);
-			j->filter = NULL;
-			if (ab_filter_compile(expr, len, &j->filter, err, sizeof(err)) < 0) {
-				snprintf(msg, sizeof(msg), "ERR syntax error in FILTER expression: %s", err);
-				RedisModule_ReplyWithError(ctx, msg);
+			if (!ab_rm_arg_filter(ctx, argv[++i], &j->s.filter))
 				goto fail;
-			}
 		} else {
 			RedisModule_ReplyWithError(ctx, "ERR syntax error in AB.TEXTSEARCH command");
 			goto fail;
 		}
 	}
-	j->resp3 = ab_rm_resp3(ctx);
+	j->s.resp3 = ab_rm_resp3(ctx);
 	bool wrong;
 	struct tindex *t = open_index(ctx, argv[1], REDISMODULE_READ, &key, &wrong);
 	if (wrong)
@@ -646,21 +610,13 @@ static int cmd_textsearch(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
 	j->t = t;
 	atomic_fetch_add(&t->refs, 1);
 	RedisModule_CloseKey(key);
-	if (nothread || !ab_rm_can_block(ctx)) {
-		tsearch_run(j);
-		j->t = NULL;
-		tindex_release(t);
-		tsearch_reply(ctx, j);
-		tsearch_job_free(j);
-		return REDISMODULE_OK;
-	}
-	j->bc = RedisModule_BlockClient(ctx, tsearch_reply_cb, NULL, tsearch_free_cb, 0);
-	ab_rm_pool_submit(tsearch_thread, j);
+	ab_rm_search_start(ctx, &j->s, nothread);
 	return REDISMODULE_OK;
 fail:
 	if (key)
 		RedisModule_CloseKey(key);
-	tsearch_job_free(j);
+	ab_filter_free(j->s.filter);
+	tsearch_free(&j->s);
 	return REDISMODULE_OK;
 }
 

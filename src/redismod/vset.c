@@ -741,29 +741,29 @@ out:
 /* ---- VSIM --------------------------------------------------------------- */
 
 struct vsim_job {
-	struct vset *vs; /* one reference held */
-	RedisModuleBlockedClient *bc;
+	struct ab_rm_search s; /* first: the shared search job (module.c) */
+	struct vset *vs;       /* one reference held */
 	float *query;
 	size_t count;
 	uint32_t ef;
 	size_t filter_ef;
 	double epsilon; /* < 0: none */
-	bool truth, withscores, withattribs, resp3;
-	struct ab_filter *filter;
-	/* results */
-	struct ab_rm_hit *hits;
-	size_t nhits;
-	const char *error; /* static message */
+	bool truth;
 };
 
-static void vsim_job_free(struct vsim_job *j)
+static void vsim_free(struct ab_rm_search *s)
 {
-	if (!j)
-		return;
-	ab_rm_hits_free(j->hits, j->nhits);
+	struct vsim_job *j = (struct vsim_job *)s;
 	free(j->query);
-	ab_filter_free(j->filter);
 	free(j);
+}
+
+static void vsim_release(struct ab_rm_search *s)
+{
+	struct vsim_job *j = (struct vsim_job *)s;
+	struct vset *vs = j->vs;
+	j->vs = NULL;
+	vset_release(vs);
 }
 
 static bool filter_accept(void *value, void *ctx)
@@ -773,8 +773,9 @@ static bool filter_accept(void *value, void *ctx)
 }
 
 /* Runs the search; copies what the reply needs. Takes the read lock. */
-static void vsim_run(struct vsim_job *j)
+static void vsim_run(struct ab_rm_search *s)
 {
+	struct vsim_job *j = (struct vsim_job *)s;
 	struct vset *vs = j->vs;
 	pthread_rwlock_rdlock(&vs->lock);
 	size_t n = ab_hnsw_count(vs->h);
@@ -782,65 +783,32 @@ static void vsim_run(struct vsim_job *j)
 	struct ab_hnsw_hit *hits = k ? ab_xmalloc(k * sizeof(*hits)) : NULL;
 	int got = 0;
 	if (k) {
-		ab_hnsw_filter_fn fn = j->filter ? filter_accept : NULL;
+		ab_hnsw_filter_fn fn = j->s.filter ? filter_accept : NULL;
 		if (j->truth)
-			got = ab_hnsw_search_exact(vs->h, j->query, k, fn, j->filter, hits);
+			got = ab_hnsw_search_exact(vs->h, j->query, k, fn, j->s.filter, hits);
 		else
-			got = ab_hnsw_search(vs->h, j->query, k, j->ef, fn, j->filter, j->filter_ef, hits);
+			got = ab_hnsw_search(vs->h, j->query, k, j->ef, fn, j->s.filter, j->filter_ef, hits);
 	}
 	if (got < 0) {
-		j->error = "ERR search failed";
+		j->s.error = "ERR search failed";
 		got = 0;
 	}
-	j->hits = got ? ab_xcalloc((size_t)got, sizeof(*j->hits)) : NULL;
+	j->s.hits = got ? ab_xcalloc((size_t)got, sizeof(*j->s.hits)) : NULL;
 	for (int x = 0; x < got; x++) {
 		if (j->epsilon >= 0 && hits[x].score < 1.0 - j->epsilon)
 			continue;
 		const struct velem *e = ab_hnsw_node_value(hits[x].node);
-		struct ab_rm_hit *h = &j->hits[j->nhits++];
+		struct ab_rm_hit *h = &j->s.hits[j->s.nhits++];
 		h->name = ab_xstrndup(e->name, e->name_len);
 		h->name_len = e->name_len;
 		h->score = hits[x].score;
-		if (j->withattribs && e->attr) {
+		if (j->s.withattribs && e->attr) {
 			h->attr = ab_xstrndup(e->attr, e->attr_len);
 			h->attr_len = e->attr_len;
 		}
 	}
 	pthread_rwlock_unlock(&vs->lock);
 	free(hits);
-}
-
-static void vsim_reply(RedisModuleCtx *ctx, struct vsim_job *j)
-{
-	if (j->error) {
-		RedisModule_ReplyWithError(ctx, j->error);
-		return;
-	}
-	ab_rm_reply_hits(ctx, j->hits, j->nhits, j->withscores, j->withattribs, j->resp3);
-}
-
-static int vsim_reply_cb(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
-{
-	(void)argv;
-	(void)argc;
-	vsim_reply(ctx, RedisModule_GetBlockedClientPrivateData(ctx));
-	return REDISMODULE_OK;
-}
-
-static void vsim_free_cb(RedisModuleCtx *ctx, void *priv)
-{
-	(void)ctx;
-	vsim_job_free(priv);
-}
-
-static void vsim_thread(void *arg)
-{
-	struct vsim_job *j = arg;
-	vsim_run(j);
-	struct vset *vs = j->vs;
-	j->vs = NULL;
-	vset_release(vs);
-	RedisModule_UnblockClient(j->bc, j);
 }
 
 /* VSIM key (ELE name | FP32 blob | VALUES n v..) [WITHSCORES] [WITHATTRIBS]
@@ -851,6 +819,9 @@ static int cmd_vsim(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 	if (argc < 4)
 		return RedisModule_WrongArity(ctx);
 	struct vsim_job *j = ab_xcalloc(1, sizeof(*j));
+	j->s.run = vsim_run;
+	j->s.release = vsim_release;
+	j->s.free = vsim_free;
 	j->count = VSET_DEFAULT_COUNT;
 	j->epsilon = -1;
 	bool nothread = false, have_filter_ef = false;
@@ -868,9 +839,9 @@ static int cmd_vsim(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 	for (; i < argc; i++) {
 		bool has = i + 1 < argc;
 		if (ab_rm_arg_is(argv[i], "WITHSCORES")) {
-			j->withscores = true;
+			j->s.withscores = true;
 		} else if (ab_rm_arg_is(argv[i], "WITHATTRIBS")) {
-			j->withattribs = true;
+			j->s.withattribs = true;
 		} else if (ab_rm_arg_is(argv[i], "TRUTH")) {
 			j->truth = true;
 		} else if (ab_rm_arg_is(argv[i], "NOTHREAD")) {
@@ -893,22 +864,14 @@ static int cmd_vsim(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 				goto fail;
 			have_filter_ef = true;
 		} else if (ab_rm_arg_is(argv[i], "FILTER") && has) {
-			size_t len;
-			const char *expr = RedisModule_StringPtrLen(argv[++i], &len);
-			char err[160], msg[200];
-			ab_filter_free(j->filter);
-			j->filter = NULL;
-			if (ab_filter_compile(expr, len, &j->filter, err, sizeof(err)) < 0) {
-				snprintf(msg, sizeof(msg), "ERR syntax error in FILTER expression: %s", err);
-				RedisModule_ReplyWithError(ctx, msg);
+			if (!ab_rm_arg_filter(ctx, argv[++i], &j->s.filter))
 				goto fail;
-			}
 		} else {
 			RedisModule_ReplyWithError(ctx, "ERR syntax error in VSIM command");
 			goto fail;
 		}
 	}
-	j->resp3 = ab_rm_resp3(ctx);
+	j->s.resp3 = ab_rm_resp3(ctx);
 	if (!j->ef)
 		j->ef = VSET_DEFAULT_EF_SEARCH;
 	if (j->ef < j->count && j->count <= 1000000)
@@ -951,21 +914,13 @@ static int cmd_vsim(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
 	j->vs = vs;
 	atomic_fetch_add(&vs->refs, 1);
 	RedisModule_CloseKey(key);
-	if (nothread || !ab_rm_can_block(ctx)) {
-		vsim_run(j);
-		j->vs = NULL;
-		vset_release(vs);
-		vsim_reply(ctx, j);
-		vsim_job_free(j);
-		return REDISMODULE_OK;
-	}
-	j->bc = RedisModule_BlockClient(ctx, vsim_reply_cb, NULL, vsim_free_cb, 0);
-	ab_rm_pool_submit(vsim_thread, j);
+	ab_rm_search_start(ctx, &j->s, nothread);
 	return REDISMODULE_OK;
 fail:
 	if (key)
 		RedisModule_CloseKey(key);
-	vsim_job_free(j);
+	ab_filter_free(j->s.filter);
+	vsim_free(&j->s);
 	return REDISMODULE_OK;
 }
 
