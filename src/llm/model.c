@@ -131,7 +131,10 @@ struct ab_llm_ctx {
 	struct ab_pool *pool;
 	int n_ctx, n_batch, pos;
 	int kv_dim, q_dim;
-	float *k_cache, *v_cache; /* [n_layer][n_ctx][kv_dim] */
+	/* [n_layer][n_head_kv][n_ctx][head_dim]: a head's keys (values) for
+	 * consecutive positions are contiguous, so attention streams them */
+	float *k_cache, *v_cache;
+	float *kt, *vt;           /* [n_batch][kv_dim]: a chunk's new keys and values */
 	float *x, *xb, *xb2;      /* [n_batch][n_embd] */
 	float *q, *att;           /* [n_batch][q_dim] */
 	float *hb, *hb2;          /* [n_batch][n_ff] */
@@ -711,7 +714,8 @@ static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batc
 {
 	const struct ab_llm_hparams *hp = &m->hp;
 	size_t q_dim = (size_t)hp->n_head * (size_t)m->head_dim;
-	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * (size_t)hp->n_ff) +
+	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
+	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff) +
 	       (size_t)threads * (size_t)n_ctx + (size_t)hp->n_vocab;
 }
 
@@ -758,6 +762,8 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 	c->xb = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
 	c->xb2 = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
 	c->q = ab_xmalloc(B * (size_t)c->q_dim * sizeof(float));
+	c->kt = ab_xmalloc(B * (size_t)c->kv_dim * sizeof(float));
+	c->vt = ab_xmalloc(B * (size_t)c->kv_dim * sizeof(float));
 	c->att = ab_xmalloc(B * (size_t)c->q_dim * sizeof(float));
 	c->hb = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->hb2 = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
@@ -779,6 +785,8 @@ void ab_llm_ctx_free(struct ab_llm_ctx *c)
 	free(c->xb);
 	free(c->xb2);
 	free(c->q);
+	free(c->kt);
+	free(c->vt);
 	free(c->att);
 	free(c->hb);
 	free(c->hb2);
@@ -905,6 +913,65 @@ ATT_AVX2 static void att_axpy_avx2(float *o, float w, const float *v, int n)
 	for (; i < n; i++)
 		o[i] += w * v[i];
 }
+/* One (token, head) attention item for a fixed head size HD (a multiple
+ * of 16): the same operations in the same order as att_dot_avx2 and
+ * att_axpy_avx2 called key by key (so the same bits), but inlined, with
+ * the output held in registers across the keys and the next keys
+ * prefetched (consecutive positions are contiguous in the cache). */
+#define ATT_AINL __attribute__((always_inline)) inline
+ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const float *V, int n_keys, float scale,
+				       float *s, float *o, const int HD)
+{
+	__m256 qv[16], ov[16];
+	for (int i = 0; i < HD / 8; i++)
+		qv[i] = _mm256_loadu_ps(q + 8 * i);
+	float mx = -INFINITY;
+	for (int p = 0; p < n_keys; p++) {
+		const float *k = K + (size_t)p * HD;
+		_mm_prefetch((const char *)(k + 8 * HD), _MM_HINT_T0);
+		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+		for (int i = 0; i < HD / 8; i += 2) {
+			s0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), s0);
+			s1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k + 8 * i + 8), s1);
+		}
+		__m256 v = _mm256_add_ps(s0, s1);
+		__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+		h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_add_ss(h, _mm_movehdup_ps(h));
+		s[p] = _mm_cvtss_f32(h) * scale;
+		if (s[p] > mx)
+			mx = s[p];
+	}
+	double sum = 0;
+	for (int p = 0; p < n_keys; p++) {
+		s[p] = expf(s[p] - mx);
+		sum += s[p];
+	}
+	float inv = (float)(1.0 / sum);
+	for (int i = 0; i < HD / 8; i++)
+		ov[i] = _mm256_setzero_ps();
+	for (int p = 0; p < n_keys; p++) {
+		const float *v = V + (size_t)p * HD;
+		_mm_prefetch((const char *)(v + 8 * HD), _MM_HINT_T0);
+		__m256 wv = _mm256_set1_ps(s[p] * inv);
+		for (int i = 0; i < HD / 8; i++)
+			ov[i] = _mm256_add_ps(ov[i], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * i)));
+	}
+	for (int i = 0; i < HD / 8; i++)
+		_mm256_storeu_ps(o + 8 * i, ov[i]);
+}
+
+ATT_AVX2 static void att_head_64(const float *q, const float *K, const float *V, int n_keys, float scale, float *s,
+				 float *o)
+{
+	att_head(q, K, V, n_keys, scale, s, o, 64);
+}
+
+ATT_AVX2 static void att_head_128(const float *q, const float *K, const float *V, int n_keys, float scale, float *s,
+				  float *o)
+{
+	att_head(q, K, V, n_keys, scale, s, o, 128);
+}
 #else
 #define ATT_X86 0
 #endif
@@ -949,7 +1016,6 @@ static void attn_worker(void *ud, int ith, int nth)
 	int group = n_head / m->hp.n_head_kv;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-	const float *K = c->k_cache + layer_off, *V = c->v_cache + layer_off;
 	float *s = c->scores + (size_t)ith * (size_t)c->n_ctx;
 	int items = j->T * n_head;
 	bool simd = !strcmp(ab_quant_backend(), "avx2");
@@ -957,11 +1023,22 @@ static void attn_worker(void *ud, int ith, int nth)
 		int t = it / n_head, h = it % n_head;
 		int kvh = h / group;
 		int n_keys = j->pos0 + t + 1; /* causal: positions 0..pos */
+		size_t head_off = layer_off + (size_t)kvh * (size_t)c->n_ctx * (size_t)hd;
+		const float *K = c->k_cache + head_off, *V = c->v_cache + head_off;
 		const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+		float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
+#if ATT_X86
+		if (simd && (hd == 64 || hd == 128)) {
+			if (hd == 64)
+				att_head_64(q, K, V, n_keys, scale, s, o);
+			else
+				att_head_128(q, K, V, n_keys, scale, s, o);
+			continue;
+		}
+#endif
 		float mx = -INFINITY;
 		for (int p = 0; p < n_keys; p++) {
-			const float *k = K + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-			s[p] = att_dot(q, k, hd, simd) * scale;
+			s[p] = att_dot(q, K + (size_t)p * hd, hd, simd) * scale;
 			if (s[p] > mx)
 				mx = s[p];
 		}
@@ -971,13 +1048,10 @@ static void attn_worker(void *ud, int ith, int nth)
 			sum += s[p];
 		}
 		float inv = (float)(1.0 / sum);
-		float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
 		for (int i = 0; i < hd; i++)
 			o[i] = 0;
-		for (int p = 0; p < n_keys; p++) {
-			const float *v = V + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-			att_axpy(o, s[p] * inv, v, hd, simd);
-		}
+		for (int p = 0; p < n_keys; p++)
+			att_axpy(o, s[p] * inv, V + (size_t)p * hd, hd, simd);
 	}
 }
 
@@ -1008,6 +1082,22 @@ static float silu(float x)
 	return x / (1.0f + expf(-x));
 }
 
+/* The chunk's keys and values (c->kt, c->vt, token-major) into the
+ * layer's head-major cache at positions pos0..pos0+T-1. */
+static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
+{
+	int hd = c->m->head_dim, nkv = c->m->hp.n_head_kv;
+	size_t layer_off = (size_t)il * (size_t)c->n_ctx * (size_t)c->kv_dim;
+	for (int h = 0; h < nkv; h++) {
+		size_t off = layer_off + ((size_t)h * (size_t)c->n_ctx + (size_t)pos0) * (size_t)hd;
+		for (int t = 0; t < T; t++) {
+			size_t src = (size_t)t * (size_t)c->kv_dim + (size_t)h * (size_t)hd;
+			memcpy(c->k_cache + off + (size_t)t * hd, c->kt + src, (size_t)hd * sizeof(float));
+			memcpy(c->v_cache + off + (size_t)t * hd, c->vt + src, (size_t)hd * sizeof(float));
+		}
+	}
+}
+
 /* One chunk of T <= n_batch tokens at positions c->pos...; all (T rows of
  * n_vocab) may be NULL; last gets the last row's logits. */
 static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float *last,
@@ -1023,8 +1113,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 
 	for (int il = 0; il < hp->n_layer; il++) {
 		const struct layer *L = &m->layers[il];
-		size_t kv_off = ((size_t)il * (size_t)c->n_ctx + (size_t)pos0) * (size_t)c->kv_dim;
-		float *kc = c->k_cache + kv_off, *vc = c->v_cache + kv_off;
+		float *kc = c->kt, *vc = c->vt;
 
 		rmsnorm(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
 		report(c, "attn_norm", il, c->xb, T);
@@ -1036,6 +1125,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 		add_bias(vc, L->bv, T, c->kv_dim);
 		rope(m, c->q, T, c->q_dim, hp->n_head, pos0);
 		rope(m, kc, T, c->kv_dim, hp->n_head_kv, pos0);
+		store_kv(c, il, pos0, T);
 
 		struct attn_job job = {.c = c, .layer = il, .T = T, .pos0 = pos0};
 		ab_pool_run(c->pool, attn_worker, &job);

@@ -1,0 +1,292 @@
+/*
+ * quant_amx.c - prompt evaluation on Intel AMX for the Q4_0 / Q8_0
+ * weights that quant.c repacks into groups of eight rows.
+ *
+ * Why. Prompt evaluation multiplies every weight matrix by tens of
+ * activation rows at once; with AVX2/AVX-VNNI the work per weight block
+ * (unpack, one vpdpbusd per four columns, convert, scale) is dominated
+ * by instruction count, not memory. An AMX tile multiply (TDPBSSD) does
+ * a 16 x 16 x 32 int8 product, the integer dots of sixteen activation
+ * rows with sixteen weight rows over one 32-element block, in one
+ * instruction, so the cost left is the per-block float scaling.
+ *
+ * How. Tile registers (configured per call, released before return):
+ *   tmm0      B: one block column of sixteen weight rows (two eight-row
+ *             groups), 8 rows x 64 bytes in the "VNNI" order TDPBSSD
+ *             wants: row k holds elements 4k..4k+3 of each of the
+ *             sixteen weight rows. That is the order of the repacked
+ *             groups already (four bytes of a row at a time), so making
+ *             B is two 32-byte loads per row k, the Q4_0 nibbles split
+ *             and made signed (nibble - 8), the Q8_0 bytes' +128 taken
+ *             off, into a 512-byte buffer in L1.
+ *   tmm1      A: sixteen activation rows' Q8_0 block quants (32 bytes
+ *             each), packed once per product with the rows' block
+ *             scales so that a tile is 512 contiguous bytes
+ *             (ab__amx_pack_a; the last tile zero-padded, its padding
+ *             rows never stored).
+ *   tmm4      C: the 16 x 16 exact int32 dots of the activation tile
+ *             with the block column.
+ *   (tmm2, tmm3, tmm5: the same for odd block columns, so that one
+ *   block's tile work need not wait for the previous one's registers.)
+ * For each slab of sixteen weight rows all its B tiles are made once
+ * (nb x 512 bytes, in L1/L2) and reused by every activation tile. Each
+ * C tile goes to memory and AVX-512 adds cvt(dot) * (weight scale *
+ * activation scale) into float accumulators held in registers (two per
+ * output, alternating by block parity, summed at the end):
+ * exactly the operations, in the same order and rounding, of quant.c's
+ * eight-row AVX2 and scalar kernels, so every backend gives the same
+ * bits. The loop is software-pipelined: block b + 1's tile work is
+ * issued before block b's float work (two C buffers), so the tile unit
+ * and the vector units overlap.
+ *
+ * The tile state needs the kernel's permission (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, Linux 5.16+), asked once per process by
+ * ab__amx_usable(); without it, or on a CPU without AMX-INT8 and
+ * AVX-512, quant.c keeps its AVX kernels.
+ */
+#include "quant_amx.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__) &&                                               \
+	((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
+#define HAVE_AMX 1
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define HAVE_AMX 0
+#endif
+
+#if HAVE_AMX
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+#define AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c,fma,amx-tile,amx-int8")))
+
+/* Activation rows a tile. Extracting a C tile (TILESTORED) is the
+ * costly step (measured: about 20 ns for 8 rows, about as much as the
+ * multiply before it, and not overlapped by more tiles in flight), so
+ * tiles are as tall as AMX allows; the 2 x 16 accumulators then mostly
+ * stay in registers (a few spill to L1). */
+#define TM 16
+
+/* GCC's tile intrinsics are asm statements that do not tell the compiler
+ * they read or write memory: a barrier keeps the stores into B before
+ * the tile loads, and the reads of cb after the tile stores. */
+#define MEMBAR() __asm__ __volatile__("" ::: "memory")
+#define Q8_0_BYTES 34 /* f16 scale + 32 quants */
+
+/* the 64-byte LDTILECFG operand (palette 1) */
+struct tilecfg {
+	uint8_t palette;
+	uint8_t start_row;
+	uint8_t reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+};
+
+static int detect(void)
+{
+	const char *e = getenv("AB_QUANT_NO_AMX"); /* to test/measure the AVX kernels */
+	if (e && *e == '1')
+		return 0;
+	__builtin_cpu_init();
+	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+	    !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+		return 0;
+	unsigned a, b, c, d;
+	/* CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 */
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 25 & 1))
+		return 0;
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+		return 0;
+	return 1;
+}
+
+bool ab__amx_usable(void)
+{
+	static atomic_int state = -1;
+	int v = atomic_load_explicit(&state, memory_order_acquire);
+	if (v < 0) {
+		v = detect(); /* racing callers all get the same answer */
+		atomic_store_explicit(&state, v, memory_order_release);
+	}
+	return v == 1;
+}
+
+AMX static inline __m512i load_pair(const uint8_t *p0, const uint8_t *p1)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)p0)),
+				  _mm256_loadu_si256((const __m256i *)(const void *)p1), 1);
+}
+
+/* The B tile of block columns k0 (rows 0..7) and k1 (rows 8..15). */
+AMX static inline void make_b(bool q8, const uint8_t *k0, const uint8_t *k1, int8_t *B)
+{
+	if (q8) {
+		const __m512i off = _mm512_set1_epi8((char)0x80);
+		for (int k = 0; k < 8; k++)
+			_mm512_store_si512(B + 64 * k,
+					   _mm512_xor_si512(load_pair(k0 + 16 + 32 * k, k1 + 16 + 32 * k), off));
+	} else {
+		const __m512i lo = _mm512_set1_epi8(0xf), eight = _mm512_set1_epi8(8);
+		for (int c = 0; c < 4; c++) {
+			__m512i v = load_pair(k0 + 16 + 32 * c, k1 + 16 + 32 * c);
+			_mm512_store_si512(B + 64 * c, _mm512_sub_epi8(_mm512_and_si512(v, lo), eight));
+			_mm512_store_si512(B + 64 * (c + 4),
+					   _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo), eight));
+		}
+	}
+}
+
+/* packed activations: per tile of TM rows and block column, the rows'
+ * 32 quants then their TM scales */
+#define A_STRIDE (TM * 32 + TM * 4)
+
+size_t ab__amx_a_bytes(int64_t T, int64_t nb)
+{
+	return (size_t)((T + TM - 1) / TM) * (size_t)nb * A_STRIDE;
+}
+
+void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+{
+	for (int64_t p = 0; p < (T + TM - 1) / TM; p++)
+		for (int64_t b = 0; b < nb; b++) {
+			int8_t *d = xa + ((size_t)p * (size_t)nb + (size_t)b) * A_STRIDE;
+			float sc[TM];
+			for (int64_t i = 0; i < TM; i++) {
+				int64_t t = TM * p + i;
+				if (t < T) {
+					memcpy(d + 32 * i, xq + (size_t)t * xrow + (size_t)b * Q8_0_BYTES + 2, 32);
+					sc[i] = xd[(size_t)t * xds + (size_t)b];
+				} else {
+					memset(d + 32 * i, 0, 32);
+					sc[i] = 0.0f;
+				}
+			}
+			memcpy(d + TM * 32, sc, sizeof sc);
+		}
+}
+
+/* Block column b of the activation tile at xp: B (cached) into tmm TB,
+ * A into tmm TA, tmm TC = A x B, stored at c. Even and odd blocks use
+ * their own three tiles (0, 1, 4 and 2, 3, 5): tile registers are not
+ * renamed, so with one set every block's load, multiply and store would
+ * wait for the previous block's. */
+#define ISSUE(b, c, TB, TA, TC)                                                                \
+	do {                                                                                   \
+		_tile_loadd(TB, bb + (size_t)(b) * 512, 64);                                   \
+		_tile_loadd(TA, xp + (size_t)(b) * A_STRIDE, 32);                              \
+		_tile_zero(TC);                                                                \
+		_tile_dpbssd(TC, TA, TB);                                                      \
+		_tile_stored(TC, (c), 64);                                                     \
+		MEMBAR();                                                                      \
+	} while (0)
+#define ISSUE_ANY(b, c)                                                                        \
+	do {                                                                                   \
+		if ((b) & 1)                                                                   \
+			ISSUE(b, c, 2, 3, 5);                                                  \
+		else                                                                           \
+			ISSUE(b, c, 0, 1, 4);                                                  \
+	} while (0)
+
+AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
+		    const int8_t *xa, int64_t T, float *Y)
+{
+	const size_t blk = q8 ? AB_X8_Q8_BLK : AB_X8_Q4_BLK;
+	_Alignas(64) struct tilecfg cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int i = 0; i < 2; i++) {
+		cfg.rows[2 * i] = 8, cfg.colsb[2 * i] = 64;      /* B: K/4 x 16 columns of 4 bytes */
+		cfg.rows[2 * i + 1] = TM, cfg.colsb[2 * i + 1] = 32; /* A: TM rows x K = 32 */
+		cfg.rows[4 + i] = TM, cfg.colsb[4 + i] = 64;     /* C: TM rows x 16 int32 */
+	}
+	_tile_loadconfig(&cfg);
+
+	int8_t *bb = aligned_alloc(64, (size_t)nb * 512); /* the slab's B tiles */
+	if (!bb)
+		abort();
+	__m512 *dws = aligned_alloc(64, (size_t)nb * sizeof(__m512)); /* and weight scales */
+	if (!dws)
+		abort();
+	_Alignas(64) int32_t cb[2][TM * 16]; /* C tiles of blocks b and b + 1 */
+
+	for (int64_t r = r0; r < r1; r += 16) {
+		const uint8_t *g0 = W + (size_t)r * wrow, *g1 = W + (size_t)(r + 8) * wrow;
+		for (int64_t b = 0; b < nb; b++) {
+			const uint8_t *k0 = g0 + (size_t)b * blk, *k1 = g1 + (size_t)b * blk;
+			make_b(q8, k0, k1, bb + (size_t)b * 512);
+			dws[b] = _mm512_cvtph_ps(_mm256_inserti128_si256(
+				_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)k0)),
+				_mm_loadu_si128((const __m128i *)(const void *)k1), 1));
+		}
+		MEMBAR();
+		for (int64_t t0 = 0; t0 < T; t0 += TM) {
+			const int8_t *xp = xa + (size_t)(t0 / TM) * (size_t)nb * A_STRIDE;
+			__m512 a0[TM], a1[TM];
+			for (int t = 0; t < TM; t++)
+				a0[t] = a1[t] = _mm512_setzero_ps();
+			/* software pipeline: block b + 1's tile work is issued
+			 * before block b's float work */
+			ISSUE_ANY(0, cb[0]);
+			for (int64_t b = 0; b < nb; b++) {
+				if (b + 1 < nb)
+					ISSUE_ANY(b + 1, cb[(b + 1) & 1]);
+				const int32_t *c = cb[b & 1];
+				const float *xs = (const float *)(const void *)(xp + (size_t)b * A_STRIDE + TM * 32);
+				__m512 dw = dws[b];
+				if (b & 1) {
+					for (int t = 0; t < TM; t++)
+						a1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
+									_mm512_mul_ps(dw, _mm512_set1_ps(xs[t])), a1[t]);
+				} else {
+					for (int t = 0; t < TM; t++)
+						a0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
+									_mm512_mul_ps(dw, _mm512_set1_ps(xs[t])), a0[t]);
+				}
+			}
+			int nt = T - t0 < TM ? (int)(T - t0) : TM;
+			for (int t = 0; t < nt; t++)
+				_mm512_storeu_ps(Y + (size_t)(t0 + t) * (size_t)R + r, _mm512_add_ps(a0[t], a1[t]));
+		}
+	}
+	free(dws);
+	free(bb);
+	_tile_release();
+}
+
+#else /* !HAVE_AMX */
+
+bool ab__amx_usable(void)
+{
+	return false;
+}
+
+size_t ab__amx_a_bytes(int64_t T, int64_t nb)
+{
+	(void)T, (void)nb;
+	return 0;
+}
+
+/* never called: ab__amx_usable() is false */
+void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+{
+	(void)xq, (void)xrow, (void)xd, (void)xds, (void)T, (void)nb, (void)xa;
+	abort();
+}
+
+void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
+		const int8_t *xa, int64_t T, float *Y)
+{
+	(void)q8, (void)W, (void)wrow, (void)r0, (void)r1, (void)R, (void)nb;
+	(void)xa, (void)T, (void)Y;
+	abort();
+}
+
+#endif
