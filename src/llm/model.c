@@ -972,6 +972,43 @@ ATT_AVX2 static void att_head_128(const float *q, const float *K, const float *V
 {
 	att_head(q, K, V, n_keys, scale, s, o, 128);
 }
+
+/* e^x for eight floats: x = n ln2 + r with |r| <= ln2/2 (ln2 in two
+ * parts), e^r by a degree-7 polynomial in Horner form (the classic
+ * single-precision minimax coefficients), times 2^n built in the exponent
+ * bits. x is clamped to [-87.3, 88.7] so 2^n stays a normal float; about
+ * one ulp from libm's expf. */
+ATT_AVX2 static inline __m256 exp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u */
+ATT_AVX2 static void swiglu_avx2(float *g, const float *u, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(g + i);
+		__m256 sx = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f),
+							    exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+		_mm256_storeu_ps(g + i, _mm256_mul_ps(sx, _mm256_loadu_ps(u + i)));
+	}
+	for (; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
 #else
 #define ATT_X86 0
 #endif
@@ -1082,6 +1119,39 @@ static float silu(float x)
 	return x / (1.0f + expf(-x));
 }
 
+/* The feed-forward gate, g = silu(g) * u over n values, split across the
+ * pool in contiguous ranges (it is T x n_ff exponentials: at prompt sizes
+ * as long as a small matrix product). */
+struct swiglu_job {
+	float *g;
+	const float *u;
+	size_t n;
+	bool simd;
+};
+
+static void swiglu_task(void *ud, int ith, int nth)
+{
+	const struct swiglu_job *j = ud;
+	size_t a = j->n * (size_t)ith / (size_t)nth, b = j->n * (size_t)(ith + 1) / (size_t)nth;
+#if ATT_X86
+	if (j->simd) {
+		swiglu_avx2(j->g + a, j->u + a, b - a);
+		return;
+	}
+#endif
+	for (size_t i = a; i < b; i++)
+		j->g[i] = silu(j->g[i]) * j->u[i];
+}
+
+static void swiglu(struct ab_llm_ctx *c, float *g, const float *u, size_t n)
+{
+	struct swiglu_job j = {.g = g, .u = u, .n = n, .simd = !strcmp(ab_quant_backend(), "avx2")};
+	if (n >= 16384 && ab_pool_threads(c->pool) > 1)
+		ab_pool_run(c->pool, swiglu_task, &j);
+	else
+		swiglu_task(&j, 0, 1);
+}
+
 /* The chunk's keys and values (c->kt, c->vt, token-major) into the
  * layer's head-major cache at positions pos0..pos0+T-1. */
 static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
@@ -1139,8 +1209,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 		report(c, "ffn_norm", il, c->xb, T);
 		matmul(c, &L->wgate, c->xb, T, c->hb);
 		matmul(c, &L->wup, c->xb, T, c->hb2);
-		for (size_t i = 0; i < (size_t)T * F; i++)
-			c->hb[i] = silu(c->hb[i]) * c->hb2[i];
+		swiglu(c, c->hb, c->hb2, (size_t)T * F);
 		matmul(c, &L->wdown, c->hb, T, c->xb2);
 		for (size_t i = 0; i < (size_t)T * E; i++)
 			c->x[i] += c->xb2[i];
