@@ -625,6 +625,10 @@ int ab_llm_model_load(const char *path, const struct ab_llm_load_opts *o,
 	int n_ctx = o && o->n_ctx > 0 ? o->n_ctx : m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train
 									     : 4096;
 	size_t need = m->weight_bytes + ab_llm_ctx_bytes(m, n_ctx, N_BATCH);
+	/* a tied classifier that was repacked is a second copy: the embedding
+	 * rows are still read from the file's */
+	if (m->hp.tied_output && m->out.packed)
+		need += ab_type_row_bytes(m->out.type, m->out.cols) * (size_t)m->out.rows;
 	if ((rc = check_memory(need, o ? o->mem_budget : 0, err, errlen)) < 0)
 		goto out;
 
@@ -913,6 +917,52 @@ ATT_AVX2 static void att_axpy_avx2(float *o, float w, const float *v, int n)
 	for (; i < n; i++)
 		o[i] += w * v[i];
 }
+/* e^x for eight floats: x = n ln2 + r with |r| <= ln2/2 (ln2 in two
+ * parts), e^r by a degree-7 polynomial in Horner form (the classic
+ * single-precision minimax coefficients), times 2^n built in the exponent
+ * bits. x is clamped to [-87.3, 88.7] so 2^n stays a normal float; about
+ * one ulp from libm's expf. */
+ATT_AVX2 static inline __m256 exp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* s[p] = e^(s[p] - mx) for p < n, eight at a time (exp8); returns 1 / the
+ * sum, accumulated in double (four lanes, then added in order) */
+ATT_AVX2 static float softmax_avx2(float *s, int n, float mx)
+{
+	__m256 m = _mm256_set1_ps(mx);
+	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+	int p = 0;
+	for (; p + 8 <= n; p += 8) {
+		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p), m));
+		_mm256_storeu_ps(s + p, e);
+		a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+		a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+	}
+	double l[4];
+	_mm256_storeu_pd(l, _mm256_add_pd(a0, a1));
+	double sum = (l[0] + l[1]) + (l[2] + l[3]);
+	for (; p < n; p++) {
+		s[p] = expf(s[p] - mx);
+		sum += s[p];
+	}
+	return (float)(1.0 / sum);
+}
+
 /* One (token, head) attention item for a fixed head size HD (a multiple
  * of 16): the same operations in the same order as att_dot_avx2 and
  * att_axpy_avx2 called key by key (so the same bits), but inlined, with
@@ -942,12 +992,7 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
 		if (s[p] > mx)
 			mx = s[p];
 	}
-	double sum = 0;
-	for (int p = 0; p < n_keys; p++) {
-		s[p] = expf(s[p] - mx);
-		sum += s[p];
-	}
-	float inv = (float)(1.0 / sum);
+	float inv = softmax_avx2(s, n_keys, mx);
 	for (int i = 0; i < HD / 8; i++)
 		ov[i] = _mm256_setzero_ps();
 	for (int p = 0; p < n_keys; p++) {
@@ -971,29 +1016,6 @@ ATT_AVX2 static void att_head_128(const float *q, const float *K, const float *V
 				  float *o)
 {
 	att_head(q, K, V, n_keys, scale, s, o, 128);
-}
-
-/* e^x for eight floats: x = n ln2 + r with |r| <= ln2/2 (ln2 in two
- * parts), e^r by a degree-7 polynomial in Horner form (the classic
- * single-precision minimax coefficients), times 2^n built in the exponent
- * bits. x is clamped to [-87.3, 88.7] so 2^n stays a normal float; about
- * one ulp from libm's expf. */
-ATT_AVX2 static inline __m256 exp8(__m256 x)
-{
-	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
-	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u */
