@@ -6,15 +6,21 @@
  * the figure that bounds generation at T = 1). Not built by meson;
  * build it by hand against a build directory, e.g.
  *
- *   ninja -C /tmp/b-quant libabllm.a libabcore.a
+ *   ninja -C /tmp/b-quant libabllm.a libabcore.a libabcommon.a
  *   cc -O2 -Isrc/llm -Isrc/core bench/llm_kernels.c /tmp/b-quant/libabllm.a \
- *      /tmp/b-quant/libabcore.a -lutf8proc -lpthread -lm -o /tmp/llm_kernels
+ *      /tmp/b-quant/libabcore.a /tmp/b-quant/libabcommon.a -lutf8proc \
+ *      -lpthread -lm -o /tmp/llm_kernels
  *   /tmp/llm_kernels [R C]          (default 5632 2048, TinyLlama's FFN)
  *
- * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types. Q4_0 and
- * Q8_0 are measured in the layout the model loader gives them
- * (ab_quant_repack: Q4_0_X8, Q8_0_X8); AB_BENCH_NO_REPACK=1 measures the
- * file's layout instead.
+ * AB_BENCH_TYPES=Q4_0,Q8_0 (say) limits the run to those types. Q4_0,
+ * Q8_0 and Q4_K are measured in the layout the model loader gives them
+ * (ab_quant_repack: Q4_0_X8, Q8_0_X8, Q4_K_X8); AB_BENCH_NO_REPACK=1
+ * measures the file's layout instead. GB/s(W) is always the file
+ * layout's bytes over the time (Q4_K_X8 reads 148/144 of that).
+ * AB_BENCH_THREADS=1 (or 2) measures only that many threads, and
+ * AB_BENCH_CPUTIME=1 times the process's CPU time instead of wall time
+ * (with one thread: the kernel's own time, less disturbed by other load
+ * on a shared machine).
  * AB_BENCH_MB=600 (say) cycles through enough copies of the matrix to
  * fill that many MiB, so that the weights come from DRAM, not the cache,
  * as they do in generation with a real model (the default, one copy,
@@ -31,16 +37,21 @@
 #include "common.h"
 #include "quant.h"
 
+static int g_clock = CLOCK_MONOTONIC;
+
 static double now(void)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(g_clock, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv)
 {
 	int64_t R = argc > 2 ? atoll(argv[1]) : 5632, C = argc > 2 ? atoll(argv[2]) : 2048;
+	const char *ct = getenv("AB_BENCH_CPUTIME");
+	if (ct && *ct == '1')
+		g_clock = CLOCK_PROCESS_CPUTIME_ID;
 	const char *fs = getenv("AB_FORCE_SCALAR");
 	ab_quant_force_scalar(fs && *fs == '1');
 	static const uint32_t types[] = {AB_TYPE_Q4_0, AB_TYPE_Q8_0, AB_TYPE_Q4_K, AB_TYPE_Q6_K,
@@ -88,6 +99,9 @@ int main(int argc, char **argv)
 		const char *t1 = getenv("AB_BENCH_T");
 		for (size_t k = 0; k < (t1 && *t1 == '1' ? 1 : 2); k++)
 			for (int nt = 1; nt <= 2; nt++) {
+				const char *ths = getenv("AB_BENCH_THREADS");
+				if (ths && *ths && atoi(ths) != nt)
+					continue;
 				struct ab_pool *p = ab_pool_new(nt);
 				int64_t T = Ts[k];
 				ab_matmul(Ws[0], mt, R, C, X, T, Y, p); /* warm up */

@@ -100,7 +100,39 @@
  * (no gain on this loaded 2-core machine: 725 vs 732 ms for the 1.1B
  * Q4_0 model, 1.32 vs 1.52 s for Q8_0, medians of 6).
  *
- * The K-quant kernels reduce each
+ * Repacked Q4_K and Q6_K (AB_TYPE_Q4_K_X8, AB_TYPE_Q6_K_X8). The plain
+ * K-quant kernels were as compute-bound (kernel bench, one thread,
+ * cache-resident: Q4_K ~10 GB/s at T = 1, ~40-57 GFLOP/s at T = 128):
+ * every super-block of a row needs its 6-bit scales unpacked and
+ * shuffled into place, and two horizontal sums per activation row. So
+ * they get eight-row layouts too (see grp_q4_k_x8_scalar and
+ * grp_q6_k_x8_scalar): per super-block column the eight rows' d (and
+ * dmin), the scales (and Q4_K's mins) already decoded to bytes, lane r
+ * of every vector row r, and the quants as dwords of four bytes a row
+ * (Q4_K's nibbles and Q6_K's ql/qh bytes keep their ggml bit positions,
+ * so the repack is a dword transpose). A sub-block's exact dot for eight
+ * rows is eight vpdpbusd (or vpmaddubsw summed in int16), times the rows'
+ * scales by one vpmulld (or vpmaddwd); the mins (Q4_K) and the -32 offset
+ * (Q6_K) come from the activation's bsums. The float steps are the plain
+ * kernels' own (dd * isum - dm * msum added into one chain over the
+ * super-blocks), so the repacked products are bit-identical to the plain
+ * ones, logits included. Q4_K_X8 is 148 bytes a super-block and row (the
+ * decoded scales), Q6_K_X8 the original 210. The vpmulld by the scales
+ * takes as many multiplier uops as two vpdpbusd, so with AVX-VNNI these
+ * reach ~80% of Q4_0_X8's rate rather than all of it, and the plain
+ * AVX2 form is within noise of the VNNI one (Q6_K's VNNI variant is the
+ * AVX2 one with the last vpmaddwd and add fused into vpdpwssd). Measured
+ * on the kernel bench (5632 x 2048, best of alternating runs, two
+ * sessions, loaded 2-core machine; one thread): Q4_K T = 1 10-11 -> 16-19
+ * GB/s from cache, 5-5.3 -> 10-10.5 GB/s from DRAM (AB_BENCH_MB=600),
+ * T = 128 41-57 -> 94-131 GFLOP/s; Q6_K T = 1 9.3 -> 17-18 GB/s (DRAM
+ * 5.1-5.4 -> 10.4-11), T = 128 43-49 -> 75-100 GFLOP/s; on the 1.1B Q4_K
+ * model (2 threads, medians of 3) prompt ~32 -> ~76-89 tok/s and
+ * generation ~14-14.5 -> ~24-26 tok/s, the same tokens. Repacking is
+ * done only on CPUs with AVX2: the scalar kernels of these layouts are
+ * references, 1.5-3x slower than the plain scalar kernels.
+ *
+ * The plain K-quant kernels reduce each
  * 256-value super-block to one integer and accumulate in a scalar float.
  * The float kernels (F32, F16, BF16) use FMA on eight lanes in AVX2 and
  * plain multiply-add in scalar, so they agree to float32 rounding only.
@@ -118,9 +150,8 @@
  * rows go by in groups of MM_TB so that a tile of weights stays in L1/L2
  * while all activation rows pass over it, and the row kernels decode a
  * weight block once for the MM_TB activation rows of a group (matrix-
- * matrix form for prompt evaluation). Q4_0_X8 and Q8_0_X8 go by groups
- * of eight rows (the thread chunks are multiples of 8) with the same
- * tiling.
+ * matrix form for prompt evaluation). The X8 types go by groups of eight
+ * rows (the thread chunks are multiples of 8) with the same tiling.
  */
 #include "quant.h"
 
@@ -227,6 +258,8 @@ static const struct ab_type_info TYPES[AB_TYPE__MAX] = {
 	/* ours, not GGUF's: only ab_matmul reads it */
 	[AB_TYPE_Q4_0_X8] = {"Q4_0_X8", 32, 18, false},
 	[AB_TYPE_Q8_0_X8] = {"Q8_0_X8", 32, 34, false},
+	[AB_TYPE_Q4_K_X8] = {"Q4_K_X8", 256, 148, false},
+	[AB_TYPE_Q6_K_X8] = {"Q6_K_X8", 256, 210, false},
 };
 
 const struct ab_type_info *ab_type_get(uint32_t type)
@@ -911,6 +944,146 @@ static void grp_q8_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size
 	}
 }
 
+/* Q4_K_X8 x Q8_K: a group of eight Q4_K weight rows against nx <= MM_TB
+ * activation rows, out[8 t + r]. Group layout: per super-block column b,
+ * X8K4_BLK = 1184 bytes (8 x 148: the 144 of the rows' blocks plus the
+ * 6-bit scales and mins decoded to bytes) at g + 1184 b:
+ *     0  the eight rows' d (f16), row after row
+ *    16  the eight rows' dmin (f16)
+ *    32  scales: byte 8 j + r = sub-block j's scale of row r (0..63)
+ *    96  mins: byte 16 i + 2 r + e = the min of sub-block 2 i + e of
+ *        row r, so that a 16-byte load widened to int16 (vpmovzxbw) has
+ *        in dword lane r the pair (m[2i], m[2i+1]) of row r
+ *   160  nibbles: 32 chunks of 32 bytes, chunk k holding bytes
+ *        4k..4k+3 of each row's qs (row after row, one dword a row).
+ * A Q4_K byte qs[32 p + l] holds value 64 p + l (low nibble, sub-block
+ * 2 p) and value 64 p + 32 + l (high nibble, sub-block 2 p + 1), so the
+ * low (j even) or high (j odd) nibbles of chunks 8 (j / 2) + c, c = 0..7,
+ * are the values 32 j + 4c..4c+3 of the eight rows, one dword lane a
+ * row, to multiply with the activation's dword at 32 j + 4 c broadcast.
+ * Arithmetic (all backends, and the same as the plain Q4_K kernels, so
+ * repacked and plain products are bit-identical): per super-block the
+ * exact integers isum = sum_j sc_j * (sum of the 32 nibble * byte
+ * products of sub-block j) and msum = sum_j m_j * (bsums[2j] +
+ * bsums[2j+1]) (the pair sums precomputed per activation block, the aux
+ * words, AUXK), then sum = sum + ((d * dx) * isum - (dmin * dx) * msum),
+ * one chain over the super-blocks in order. */
+#define X8K4_BLK 1184
+#define X8K4_SC 32
+#define X8K4_MN 96
+#define X8K4_QS 160
+/* Aux words of a Q8_K activation row (Q4_K_X8): per super-block four
+ * words, the eight int16 bsums[2j] + bsums[2j+1], j = 0..7. */
+#define AUXK(nb) ((size_t)(nb) * 4)
+static void grp_q4_k_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd,
+			       int nx, float *out)
+{
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_k *xb = (const void *)((const char *)x + (size_t)t * xs);
+		const int16_t *bsp = (const int16_t *)(const void *)(xd + (size_t)t * AUXK(nb));
+		float sum[8] = {0};
+		for (int64_t b = 0; b < nb; b++) {
+			const uint8_t *blk = g + (size_t)b * X8K4_BLK;
+			int32_t is[8] = {0}, ms[8] = {0};
+			for (int j = 0; j < 8; j++) {
+				/* acc[4 r + k]: byte k of row r's dwords (the
+				 * vector kernels' lanes, split by byte) */
+				int32_t acc[32] = {0};
+				const uint8_t *q = blk + X8K4_QS + 256 * (j / 2);
+				int sh = 4 * (j & 1);
+				for (int c = 0; c < 8; c++) {
+					const int8_t *xq = xb[b].qs + 32 * j + 4 * c;
+					for (int i = 0; i < 32; i++)
+						acc[i] += ((q[32 * c + i] >> sh) & 0xf) * xq[i & 3];
+				}
+				for (int r = 0; r < 8; r++) {
+					int32_t sub = acc[4 * r] + acc[4 * r + 1] + acc[4 * r + 2] + acc[4 * r + 3];
+					is[r] += blk[X8K4_SC + 8 * j + r] * sub;
+					ms[r] += blk[X8K4_MN + 16 * (j / 2) + 2 * r + (j & 1)] * bsp[8 * b + j];
+				}
+			}
+			for (int r = 0; r < 8; r++) {
+				uint16_t hd, hm;
+				memcpy(&hd, blk + 2 * r, 2);
+				memcpy(&hm, blk + 16 + 2 * r, 2);
+				float dd = F16(hd) * xb[b].d, dm = F16(hm) * xb[b].d;
+				sum[r] = sum[r] + (dd * (float)is[r] - dm * (float)ms[r]);
+			}
+		}
+		for (int r = 0; r < 8; r++)
+			out[8 * t + r] = sum[r];
+	}
+}
+
+/* Q6_K_X8 x Q8_K: eight Q6_K rows interleaved, the same size as the
+ * original. Per super-block column b, X8K6_BLK = 1680 bytes at g + 1680 b:
+ *     0  the eight rows' d (f16)
+ *    16  scales (int8): byte 16 i + 2 r + e = the scale of the 16 values
+ *        32 i + 16 e.. of row r, so that a 16-byte load widened to int16
+ *        (vpmovsxbw) has in dword lane r the pair of scales of sub-block i
+ *   144  ql: 32 chunks of 32 bytes, chunk k = bytes 4k..4k+3 of each
+ *        row's ql (row after row, one dword a row)
+ *  1168  qh: 16 chunks, chunk m = bytes 4m..4m+3 of each row's qh.
+ * In ggml's Q6_K, with j = 4 h + s the sub-block of the 32 values 32 j..
+ * (h = 0, 1, s = 0..3), value 32 j + l (l < 32) has its low four bits in
+ * ql byte 64 h + 32 (s & 1) + l (low nibble for s < 2, high for s >= 2)
+ * and its top two in bits 2 s, 2 s + 1 of qh byte 32 h + l; so the values
+ * 32 j + 4c..4c+3 of the eight rows are, one dword lane a row, the
+ * nibbles of ql chunk 16 h + 8 (s & 1) + c and the bit pairs of qh chunk
+ * 8 h + c. Arithmetic (all backends, and the plain Q6_K kernels', so
+ * bit-identical to them): the exact integer is = sum over the sixteen
+ * 16-value groups of sc * (sum of q * x, q unsigned 0..63) - 32 * sum of
+ * sc * bsums (the -32 offset), then sum = sum + (d * dx) * is, one chain
+ * over the super-blocks in order. */
+#define X8K6_BLK 1680
+#define X8K6_SC 16
+#define X8K6_QL 144
+#define X8K6_QH 1168
+static void grp_q6_k_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd,
+			       int nx, float *out)
+{
+	(void)xd;
+	for (int t = 0; t < nx; t++) {
+		const struct blk_q8_k *xb = (const void *)((const char *)x + (size_t)t * xs);
+		float sum[8] = {0};
+		for (int64_t b = 0; b < nb; b++) {
+			const uint8_t *blk = g + (size_t)b * X8K6_BLK;
+			int32_t is[8] = {0};
+			for (int j = 0; j < 8; j++) {
+				int h = j / 4, s = j % 4;
+				const uint8_t *ql = blk + X8K6_QL + 32 * (16 * h + 8 * (s & 1));
+				const uint8_t *qh = blk + X8K6_QH + 32 * (8 * h);
+				/* acc[e][4 r + k]: the 16-value group 2 j + e,
+				 * byte k of row r's dwords */
+				int32_t acc[2][32] = {{0}};
+				for (int c = 0; c < 8; c++) {
+					const int8_t *xq = xb[b].qs + 32 * j + 4 * c;
+					for (int i = 0; i < 32; i++) {
+						int v = ((ql[32 * c + i] >> (4 * (s >> 1))) & 0xf) |
+							(((qh[32 * c + i] >> (2 * s)) & 3) << 4);
+						acc[c / 4][i] += v * xq[i & 3];
+					}
+				}
+				for (int e = 0; e < 2; e++)
+					for (int r = 0; r < 8; r++) {
+						int32_t dot = acc[e][4 * r] + acc[e][4 * r + 1] + acc[e][4 * r + 2] +
+							      acc[e][4 * r + 3];
+						int sc = (int8_t)blk[X8K6_SC + 16 * j + 2 * r + e];
+						is[r] += sc * dot - 32 * sc * xb[b].bsums[2 * j + e];
+					}
+			}
+			for (int r = 0; r < 8; r++) {
+				uint16_t hd;
+				memcpy(&hd, blk + 2 * r, 2);
+				float dd = F16(hd) * xb[b].d;
+				sum[r] = sum[r] + dd * (float)is[r];
+			}
+		}
+		for (int r = 0; r < 8; r++)
+			out[8 * t + r] = sum[r];
+	}
+}
+
 /* Integer parts of one Q4_K x Q8_K super-block: sum of sc*q4*q8 and of
  * m * (q8 sums of the sub-block). */
 static void q4k_block_scalar(const struct blk_q4_k *w, const struct blk_q8_k *x, int32_t *isum, int32_t *msum)
@@ -1345,6 +1518,268 @@ DEF_X8(grp_q4_0_x8_vnni, VNNI, X8_BLK, 8, loadw_q4, dot8_vnni, 1)
 DEF_X8(grp_q8_0_x8_vnni, VNNI, X8Q8_BLK, 8, loadw_q8, dot8_vnni, 16)
 #endif
 
+/* Q4_K_X8 (see grp_q4_k_x8_scalar): lane r of every vector is weight row
+ * r. Per super-block column and sub-block j, the eight chunks' low or
+ * high nibbles are eight vectors W_c (values 32 j + 4c..4c+3 of the eight
+ * rows), decoded once for the nx activation rows; SUBDOT gives, per lane,
+ * the sub-block's exact dot with the activation times the row's scale:
+ *   - AVX-VNNI: eight vpdpbusd (two chains of four) against the
+ *     activation's dwords broadcast, then vpmulld by the scales widened
+ *     to int32 (vpmovzxbd of the eight bytes at X8K4_SC + 8 j);
+ *   - AVX2: eight vpmaddubsw summed in int16 (16 products of at most
+ *     15 * 127 a lane: < 2^15, exact), then one vpmaddwd by the scale in
+ *     both int16 halves of the lane, which also adds the halves.
+ * The eight scaled sub-block sums add up (int32) to isum; msum is four
+ * vpmaddwd of the mins pairs (vpmovzxbw) with the activation's pair sums
+ * broadcast by dword; then the scalar kernel's float steps on eight
+ * lanes: dd = d * dx, dm = dmin * dx, sum = sum + (dd * isum - dm * msum)
+ * (separate multiplies, no FMA: the order the plain kernels use).
+ * Prefetch as DEF_X8: X8_PF bytes ahead, one prefetch per 148 bytes. */
+#define DEF_X8K4(NAME, TGT, SCV, SUBDOT)                                                        \
+	TGT static AINL void NAME##_blk(const uint8_t *blk, int64_t b, int64_t nb, const char *xc, size_t xs, \
+					const float *xd, const int nx, __m256 *sum)               \
+	{                                                                                       \
+		const __m256i lo = _mm256_set1_epi8(0xf);                                       \
+		__m256i is[MM_TB];                                                              \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			is[t] = _mm256_setzero_si256();                                         \
+		_Pragma("GCC unroll 1")                                                         \
+		for (int p = 0; p < 4; p++) {                                                   \
+			_mm_prefetch((const char *)blk + X8_PF + 296 * p, _MM_HINT_T0);         \
+			_mm_prefetch((const char *)blk + X8_PF + 296 * p + 148, _MM_HINT_T0);   \
+			const uint8_t *q = blk + X8K4_QS + 256 * p;                             \
+			_Pragma("GCC unroll 2")                                                 \
+			for (int h = 0; h < 2; h++) {                                           \
+				int j = 2 * p + h;                                              \
+				__m256i w[8];                                                   \
+				_Pragma("GCC unroll 8")                                         \
+				for (int c = 0; c < 8; c++) {                                   \
+					__m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(q + 32 * c)); \
+					w[c] = _mm256_and_si256(h ? _mm256_srli_epi16(v, 4) : v, lo); \
+				}                                                               \
+				__m256i sc = SCV(blk + X8K4_SC + 8 * j);                        \
+				_Pragma("GCC unroll 4")                                         \
+				for (int t = 0; t < nx; t++) {                                  \
+					const struct blk_q8_k *xb =                             \
+						(const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + b; \
+					is[t] = _mm256_add_epi32(is[t], SUBDOT(w, xb->qs + 32 * j, sc)); \
+				}                                                               \
+			}                                                                       \
+		}                                                                               \
+		__m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)blk)); \
+		__m256 dmw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(blk + 16))); \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++) {                                                  \
+			const struct blk_q8_k *xb =                                             \
+				(const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + b;  \
+			const int8_t *bsp = (const int8_t *)(const void *)(xd + (size_t)t * AUXK(nb) + 4 * b); \
+			__m256i ms = _mm256_setzero_si256();                                    \
+			_Pragma("GCC unroll 4")                                                 \
+			for (int i = 0; i < 4; i++) {                                           \
+				__m256i m = _mm256_cvtepu8_epi16(                               \
+					_mm_loadu_si128((const __m128i *)(const void *)(blk + X8K4_MN + 16 * i))); \
+				ms = _mm256_add_epi32(ms, _mm256_madd_epi16(m, bcast_dword(bsp + 4 * i))); \
+			}                                                                       \
+			__m256 dx = _mm256_broadcast_ss(&xb->d);                                \
+			__m256 dd = _mm256_mul_ps(dw, dx), dm = _mm256_mul_ps(dmw, dx);         \
+			__m256 v = _mm256_sub_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(is[t])),   \
+						 _mm256_mul_ps(dm, _mm256_cvtepi32_ps(ms)));     \
+			sum[t] = _mm256_add_ps(sum[t], v);                                      \
+		}                                                                               \
+	}                                                                                       \
+	TGT static AINL void NAME##_nx(int64_t nb, const uint8_t *g, const char *xc, size_t xs,    \
+				       const float *xd, const int nx, float *out)                 \
+	{                                                                                       \
+		__m256 sum[MM_TB];                                                              \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			sum[t] = _mm256_setzero_ps();                                           \
+		for (int64_t b = 0; b < nb; b++)                                                \
+			NAME##_blk(g + (size_t)b * X8K4_BLK, b, nb, xc, xs, xd, nx, sum);       \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			_mm256_storeu_ps(out + 8 * t, sum[t]);                                  \
+	}                                                                                       \
+	TGT static void NAME(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd, \
+			     int nx, float *out)                                                \
+	{                                                                                       \
+		switch (nx) {                                                                   \
+		case 1: NAME##_nx(nb, g, x, xs, xd, 1, out); break;                             \
+		case 2: NAME##_nx(nb, g, x, xs, xd, 2, out); break;                             \
+		case 3: NAME##_nx(nb, g, x, xs, xd, 3, out); break;                             \
+		default: NAME##_nx(nb, g, x, xs, xd, 4, out); break;                            \
+		}                                                                               \
+	}
+
+/* SCV for AVX2: the scale of row r in both int16 halves of lane r */
+AVX2 static AINL __m256i k4_scv16(const uint8_t *p)
+{
+	__m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+	return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+}
+
+AVX2 static AINL __m256i k4_subdot_madd(const __m256i *w, const int8_t *q, __m256i sc)
+{
+	__m256i p = _mm256_maddubs_epi16(w[0], bcast_dword(q));
+	_Pragma("GCC unroll 8")
+	for (int c = 1; c < 8; c++)
+		p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[c], bcast_dword(q + 4 * c)));
+	return _mm256_madd_epi16(p, sc);
+}
+
+DEF_X8K4(grp_q4_k_x8_avx2, AVX2, k4_scv16, k4_subdot_madd)
+
+#if HAVE_AVXVNNI
+/* SCV for AVX-VNNI: the scale of row r as lane r's int32 */
+VNNI static AINL __m256i k4_scv32(const uint8_t *p)
+{
+	return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+
+VNNI static AINL __m256i k4_subdot_vnni(const __m256i *w, const int8_t *q, __m256i sc)
+{
+	__m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+	_Pragma("GCC unroll 4")
+	for (int c = 0; c < 8; c += 2) {
+		s0 = _mm256_dpbusd_avx_epi32(s0, w[c], bcast_dword(q + 4 * c));
+		s1 = _mm256_dpbusd_avx_epi32(s1, w[c + 1], bcast_dword(q + 4 * c + 4));
+	}
+	return _mm256_mullo_epi32(_mm256_add_epi32(s0, s1), sc);
+}
+
+DEF_X8K4(grp_q4_k_x8_vnni, VNNI, k4_scv32, k4_subdot_vnni)
+#endif
+
+/* Q6_K_X8 (see grp_q6_k_x8_scalar), lane r = row r as for Q4_K_X8. Per
+ * sub-block j the eight vectors W_c (values 32 j + 4c..4c+3, unsigned
+ * 0..63) are put together from the ql nibbles and the qh bit pairs
+ * (shifted into bits 4-5 with a 16-bit shift and a 0x30 mask; the bits
+ * that cross a byte are masked off), once for the nx activation rows.
+ * SUBDOT16 gives the exact sc * dot of a 16-value group (four W_c):
+ *   - AVX-VNNI: four vpdpbusd, then vpmulld by the scale (int32);
+ *   - AVX2: vpmaddubsw pairs summed by two in int16 (four products of at
+ *     most 63 * 128 a lane: < 2^15), then vpmaddwd by the scale in both
+ *     int16 halves.
+ * The offset: is -= 32 * sum of the eight vpmaddwd of the scale pairs
+ * (vpmovsxbw) with the activation's bsums pairs broadcast by dword. Then
+ * sum = sum + (d * dx) * is on eight lanes. */
+#define DEF_X8K6(NAME, TGT, SCV, SUBDOT16)                                                      \
+	TGT static AINL void NAME##_blk(const uint8_t *blk, int64_t b, const char *xc, size_t xs,  \
+					const int nx, __m256 *sum)                                \
+	{                                                                                       \
+		const __m256i lo = _mm256_set1_epi8(0xf), m30 = _mm256_set1_epi8(0x30);         \
+		__m256i is[MM_TB];                                                              \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			is[t] = _mm256_setzero_si256();                                         \
+		_Pragma("GCC unroll 1")                                                         \
+		for (int h = 0; h < 2; h++) {                                                   \
+			_Pragma("GCC unroll 4")                                                 \
+			for (int s = 0; s < 4; s++) {                                           \
+				int j = 4 * h + s;                                              \
+				_mm_prefetch((const char *)blk + X8_PF + 210 * j, _MM_HINT_T0); \
+				const uint8_t *ql = blk + X8K6_QL + 32 * (16 * h + 8 * (s & 1)); \
+				const uint8_t *qh = blk + X8K6_QH + 32 * (8 * h);               \
+				__m256i w[8];                                                   \
+				_Pragma("GCC unroll 8")                                         \
+				for (int c = 0; c < 8; c++) {                                   \
+					__m256i l4 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32 * c)); \
+					__m256i h2 = _mm256_loadu_si256((const __m256i *)(const void *)(qh + 32 * c)); \
+					l4 = _mm256_and_si256(s >= 2 ? _mm256_srli_epi16(l4, 4) : l4, lo); \
+					h2 = s == 0 ? _mm256_slli_epi16(h2, 4) : s == 1 ? _mm256_slli_epi16(h2, 2) \
+					   : s == 2 ? h2 : _mm256_srli_epi16(h2, 2);                     \
+					w[c] = _mm256_or_si256(l4, _mm256_and_si256(h2, m30));  \
+				}                                                               \
+				__m256i sv = _mm256_cvtepi8_epi16(                              \
+					_mm_loadu_si128((const __m128i *)(const void *)(blk + X8K6_SC + 16 * j))); \
+				__m256i sc0 = SCV(sv, 0), sc1 = SCV(sv, 1);                     \
+				_Pragma("GCC unroll 4")                                         \
+				for (int t = 0; t < nx; t++) {                                  \
+					const struct blk_q8_k *xb =                             \
+						(const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + b; \
+					const int8_t *q = xb->qs + 32 * j;                      \
+					is[t] = _mm256_add_epi32(is[t], _mm256_add_epi32(SUBDOT16(w, q, sc0), \
+											 SUBDOT16(w + 4, q + 16, sc1))); \
+				}                                                               \
+			}                                                                       \
+		}                                                                               \
+		__m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)blk)); \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++) {                                                  \
+			const struct blk_q8_k *xb =                                             \
+				(const struct blk_q8_k *)(const void *)(xc + (size_t)t * xs) + b;  \
+			__m256i ms = _mm256_setzero_si256();                                    \
+			_Pragma("GCC unroll 8")                                                 \
+			for (int i = 0; i < 8; i++) {                                           \
+				__m256i sp = _mm256_cvtepi8_epi16(                              \
+					_mm_loadu_si128((const __m128i *)(const void *)(blk + X8K6_SC + 16 * i))); \
+				ms = _mm256_add_epi32(ms, _mm256_madd_epi16(sp, bcast_dword((const int8_t *)(const void *)(xb->bsums + 2 * i)))); \
+			}                                                                       \
+			__m256i v = _mm256_sub_epi32(is[t], _mm256_slli_epi32(ms, 5));          \
+			__m256 dd = _mm256_mul_ps(dw, _mm256_broadcast_ss(&xb->d));             \
+			sum[t] = _mm256_add_ps(sum[t], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(v))); \
+		}                                                                               \
+	}                                                                                       \
+	TGT static AINL void NAME##_nx(int64_t nb, const uint8_t *g, const char *xc, size_t xs,    \
+				       const int nx, float *out)                                  \
+	{                                                                                       \
+		__m256 sum[MM_TB];                                                              \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			sum[t] = _mm256_setzero_ps();                                           \
+		for (int64_t b = 0; b < nb; b++)                                                \
+			NAME##_blk(g + (size_t)b * X8K6_BLK, b, xc, xs, nx, sum);               \
+		_Pragma("GCC unroll 4")                                                         \
+		for (int t = 0; t < nx; t++)                                                    \
+			_mm256_storeu_ps(out + 8 * t, sum[t]);                                  \
+	}                                                                                       \
+	TGT static void NAME(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd, \
+			     int nx, float *out)                                                \
+	{                                                                                       \
+		(void)xd;                                                                       \
+		switch (nx) {                                                                   \
+		case 1: NAME##_nx(nb, g, x, xs, 1, out); break;                                 \
+		case 2: NAME##_nx(nb, g, x, xs, 2, out); break;                                 \
+		case 3: NAME##_nx(nb, g, x, xs, 3, out); break;                                 \
+		default: NAME##_nx(nb, g, x, xs, 4, out); break;                                \
+		}                                                                               \
+	}
+
+/* SCV for AVX2: scale e of lane r's pair (sv: int16 pairs) in both int16
+ * halves of the lane */
+AVX2 static AINL __m256i k6_scv16(__m256i sv, int e)
+{
+	__m256i s = e ? _mm256_srai_epi32(sv, 16) : _mm256_srai_epi32(_mm256_slli_epi32(sv, 16), 16);
+	return _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(s, 16));
+}
+
+AVX2 static AINL __m256i k6_subdot_madd(const __m256i *w, const int8_t *q, __m256i sc)
+{
+	__m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], bcast_dword(q)),
+				      _mm256_maddubs_epi16(w[1], bcast_dword(q + 4)));
+	__m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], bcast_dword(q + 8)),
+				      _mm256_maddubs_epi16(w[3], bcast_dword(q + 12)));
+	return _mm256_add_epi32(_mm256_madd_epi16(p0, sc), _mm256_madd_epi16(p1, sc));
+}
+
+DEF_X8K6(grp_q6_k_x8_avx2, AVX2, k6_scv16, k6_subdot_madd)
+
+#if HAVE_AVXVNNI
+/* AVX-VNNI: the AVX2 form with the last vpmaddwd and add fused into one
+ * vpdpwssd (vpdpbusd and vpmulld would take as many multiplier uops) */
+VNNI static AINL __m256i k6_subdot_vnni(const __m256i *w, const int8_t *q, __m256i sc)
+{
+	__m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(w[0], bcast_dword(q)),
+				      _mm256_maddubs_epi16(w[1], bcast_dword(q + 4)));
+	__m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], bcast_dword(q + 8)),
+				      _mm256_maddubs_epi16(w[3], bcast_dword(q + 12)));
+	return _mm256_dpwssd_avx_epi32(_mm256_madd_epi16(p0, sc), p1, sc);
+}
+
+DEF_X8K6(grp_q6_k_x8_vnni, VNNI, k6_scv16, k6_subdot_vnni)
+#endif
+
 /* The eight 6-bit scales and mins of a Q4_K super-block as bytes
  * (sc0..7 in *sc, m0..7 in *m), decoded with 32-bit word operations. */
 static inline void k4_unpack_scales(const uint8_t *q, uint32_t sc[2], uint32_t m[2])
@@ -1665,7 +2100,9 @@ struct mm_job {
 	float *xd; /* Q8_0 dot type: the T x C/32 block scales as float */
 	float *Y;
 	rowdot_fn fn;
-	grpdot_fn gfn;     /* Q4_0_X8: the group kernel (fn is NULL) */
+	grpdot_fn gfn;     /* Q4_0_X8 etc.: the group kernel (fn is NULL) */
+	int64_t gnb;       /* group kernels: blocks of the weight type a row */
+	size_t auxw;       /* aux words (xd) an activation row */
 	int64_t chunk;     /* rows a grab (a multiple of 8) */
 	atomic_llong next; /* first row not yet taken */
 };
@@ -1677,7 +2114,15 @@ static void mm_quant_task(void *ud, int ith, int nth)
 	for (int64_t t = t0; t < t1; t++) {
 		char *xq = j->xq + (size_t)t * j->xrow;
 		ab_quantize(j->dot_type, j->X + t * j->C, xq, j->C);
-		if (j->xd) {
+		if (j->xd && j->dot_type == AB_TYPE_Q8_K) {
+			/* Q4_K_X8: the bsums' pair sums (AUXK) */
+			int64_t nb = j->C / QKK;
+			const struct blk_q8_k *b = (const void *)xq;
+			int16_t *bsp = (int16_t *)(void *)(j->xd + (size_t)t * j->auxw);
+			for (int64_t i = 0; i < nb; i++)
+				for (int k = 0; k < 8; k++)
+					bsp[8 * i + k] = (int16_t)(b[i].bsums[2 * k] + b[i].bsums[2 * k + 1]);
+		} else if (j->xd) {
 			int64_t nb = j->C / QK;
 			const struct blk_q8_0 *b = (const void *)xq;
 			float *aux = j->xd + (size_t)t * AUXW(nb);
@@ -1697,18 +2142,18 @@ static void mm_quant_task(void *ud, int ith, int nth)
 	}
 }
 
-/* Q4_0_X8: rows r0..r1 (multiples of 8) a group of eight at a time, the
- * activation rows in groups of MM_TB as in mm_rows. */
+/* Q4_0_X8, Q8_0_X8, Q4_K_X8: rows r0..r1 (multiples of 8) a group of
+ * eight at a time, the activation rows in groups of MM_TB as in mm_rows. */
 static void mm_groups(const struct mm_job *j, int64_t r0, int64_t r1)
 {
 	float o[8 * MM_TB];
-	int64_t nb = j->C / QK;
+	int64_t nb = j->gnb;
 	for (int64_t rt = r0; rt < r1; rt += MM_RT) {
 		int64_t re = rt + MM_RT < r1 ? rt + MM_RT : r1;
 		for (int64_t t = 0; t < j->T; t += MM_TB) {
 			int nx = j->T - t < MM_TB ? (int)(j->T - t) : MM_TB;
 			const char *x = j->xq + (size_t)t * j->xrow;
-			const float *xd = j->xd + (size_t)t * AUXW(nb);
+			const float *xd = j->xd + (size_t)t * j->auxw;
 			for (int64_t r = rt; r < re; r += 8) {
 				j->gfn(nb, (const uint8_t *)j->W + (size_t)r * j->wrow, x, j->xrow, xd, nx, o);
 				for (int k = 0; k < nx; k++)
@@ -1730,7 +2175,7 @@ static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
 		for (int64_t t = 0; t < j->T; t += MM_TB) {
 			int nx = j->T - t < MM_TB ? (int)(j->T - t) : MM_TB;
 			const char *x = j->xq + (size_t)t * j->xrow;
-			const float *xd = j->xd ? j->xd + (size_t)t * AUXW(j->C / QK) : NULL;
+			const float *xd = j->xd ? j->xd + (size_t)t * j->auxw : NULL;
 			for (int64_t r = rt; r < re; r++) {
 				j->fn(j->C, j->W + (size_t)r * j->wrow, x, j->xrow, xd, nx, o);
 				for (int k = 0; k < nx; k++)
@@ -1758,25 +2203,40 @@ static void mm_task(void *ud, int ith, int nth)
 static grpdot_fn x8_fn(uint32_t type)
 {
 	bool q8 = type == AB_TYPE_Q8_0_X8;
+	bool k4 = type == AB_TYPE_Q4_K_X8, k6 = type == AB_TYPE_Q6_K_X8;
 #if AB_X86
 	if (use_avx2()) {
 #if HAVE_AVXVNNI
 		if (cpu_has_vnni())
-			return q8 ? grp_q8_0_x8_vnni : grp_q4_0_x8_vnni;
+			return k6 ? grp_q6_k_x8_vnni
+			       : k4 ? grp_q4_k_x8_vnni : q8 ? grp_q8_0_x8_vnni : grp_q4_0_x8_vnni;
 #endif
-		return q8 ? grp_q8_0_x8_avx2 : grp_q4_0_x8_avx2;
+		return k6 ? grp_q6_k_x8_avx2 : k4 ? grp_q4_k_x8_avx2 : q8 ? grp_q8_0_x8_avx2 : grp_q4_0_x8_avx2;
 	}
 #endif
-	return q8 ? grp_q8_0_x8_scalar : grp_q4_0_x8_scalar;
+	return k6 ? grp_q6_k_x8_scalar : k4 ? grp_q4_k_x8_scalar : q8 ? grp_q8_0_x8_scalar : grp_q4_0_x8_scalar;
+}
+
+/* The file type a repacked type was made from, or 0 for other types. */
+static uint32_t x8_base(uint32_t type)
+{
+	switch (type) {
+	case AB_TYPE_Q4_0_X8: return AB_TYPE_Q4_0;
+	case AB_TYPE_Q8_0_X8: return AB_TYPE_Q8_0;
+	case AB_TYPE_Q4_K_X8: return AB_TYPE_Q4_K;
+	case AB_TYPE_Q6_K_X8: return AB_TYPE_Q6_K;
+	default: return 0;
+	}
 }
 
 void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
 	       float *Y, struct ab_pool *pool)
 {
-	bool x8 = type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8;
+	uint32_t base = x8_base(type);
+	bool x8 = base != 0;
 	if (x8 && R % 8)
 		return;
-	const struct kern *k = kern_for(!x8 ? type : type == AB_TYPE_Q4_0_X8 ? AB_TYPE_Q4_0 : AB_TYPE_Q8_0);
+	const struct kern *k = kern_for(x8 ? base : type);
 	if (!k || R <= 0 || T <= 0 || C <= 0)
 		return;
 	size_t wrow = ab_type_row_bytes(type, C);
@@ -1788,13 +2248,16 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		.dot_type = k->dot_type, .xrow = xrow, .Y = Y,
 		.fn = !use_avx2() || !k->avx2 ? k->scalar : k->vnni && cpu_has_vnni() ? k->vnni : k->avx2,
 		.gfn = x8 ? x8_fn(type) : NULL,
+		.gnb = C / ab_type_get(type)->block,
 	};
 	int nth = pool ? ab_pool_threads(pool) : 1;
 	char *buf = NULL;
 	if (k->dot_type == AB_TYPE_F32) {
 		j.xq = (char *)(uintptr_t)X;
 	} else {
-		size_t xdb = k->dot_type == AB_TYPE_Q8_0 ? (size_t)T * AUXW(C / QK) * 4 : 0;
+		/* aux words: Q8_0 activations always, Q8_K ones for Q4_K_X8 */
+		j.auxw = k->dot_type == AB_TYPE_Q8_0 ? AUXW(C / QK) : type == AB_TYPE_Q4_K_X8 ? AUXK(C / QKK) : 0;
+		size_t xdb = (size_t)T * j.auxw * 4;
 		buf = ab_xmalloc(xdb + xrow * (size_t)T + 64);
 		j.xd = xdb ? (float *)(void *)buf : NULL;
 		j.xq = buf + xdb;
@@ -1907,6 +2370,49 @@ AVX2 static void repack_group_avx2(uint32_t type, const char *src0, size_t wrow,
 }
 #endif
 
+/* One group of eight Q4_K rows into the Q4_K_X8 layout (see
+ * grp_q4_k_x8_scalar): d, dmin, the decoded scales and mins, then the
+ * nibble bytes as dwords, chunk k = bytes 4k..4k+3 of each row. Written
+ * a row at a time (eight sequential streams from the file's pages). */
+static void repack_group_q4_k(const char *src0, size_t wrow, int64_t nb, uint8_t *gd)
+{
+	for (int r = 0; r < 8; r++) {
+		const struct blk_q4_k *src = (const struct blk_q4_k *)(const void *)(src0 + (size_t)r * wrow);
+		for (int64_t b = 0; b < nb; b++) {
+			uint8_t *blk = gd + (size_t)b * X8K4_BLK;
+			memcpy(blk + 2 * r, &src[b].d, 2);
+			memcpy(blk + 16 + 2 * r, &src[b].dmin, 2);
+			for (int j = 0; j < 8; j++) {
+				uint8_t sc, m;
+				k4_scale_min(j, src[b].scales, &sc, &m);
+				blk[X8K4_SC + 8 * j + r] = sc;
+				blk[X8K4_MN + 16 * (j / 2) + 2 * r + (j & 1)] = m;
+			}
+			for (int k = 0; k < 32; k++)
+				memcpy(blk + X8K4_QS + 32 * k + 4 * r, src[b].qs + 4 * k, 4);
+		}
+	}
+}
+
+/* One group of eight Q6_K rows into the Q6_K_X8 layout (see
+ * grp_q6_k_x8_scalar): d, the scales as pairs, then ql and qh as dwords. */
+static void repack_group_q6_k(const char *src0, size_t wrow, int64_t nb, uint8_t *gd)
+{
+	for (int r = 0; r < 8; r++) {
+		const struct blk_q6_k *src = (const struct blk_q6_k *)(const void *)(src0 + (size_t)r * wrow);
+		for (int64_t b = 0; b < nb; b++) {
+			uint8_t *blk = gd + (size_t)b * X8K6_BLK;
+			memcpy(blk + 2 * r, &src[b].d, 2);
+			for (int i = 0; i < 8; i++)
+				memcpy(blk + X8K6_SC + 16 * i + 2 * r, src[b].scales + 2 * i, 2);
+			for (int k = 0; k < 32; k++)
+				memcpy(blk + X8K6_QL + 32 * k + 4 * r, src[b].ql + 4 * k, 4);
+			for (int k = 0; k < 16; k++)
+				memcpy(blk + X8K6_QH + 32 * k + 4 * r, src[b].qh + 4 * k, 4);
+		}
+	}
+}
+
 /* A buffer for a repacked matrix. Large ones have their pages faulted in
  * by one madvise(MADV_POPULATE_WRITE) (Linux 5.14; ignored elsewhere)
  * instead of one page fault per 4 KiB page while the repack writes
@@ -1932,6 +2438,28 @@ int ab_quant_repack(uint32_t type, const void *W, int64_t R, int64_t C, void **o
 		return AB_EINVAL;
 	*out = NULL;
 	*out_type = type;
+	if (type == AB_TYPE_Q4_K || type == AB_TYPE_Q6_K) {
+		/* only for the AVX2 kernels: the scalar ones of the repacked
+		 * layouts are the reference, 1.5-3x slower than the plain
+		 * scalar kernels (the CPU, not ab_quant_force_scalar: tests
+		 * compare the two on the same repacked matrix) */
+		if (R % 8 || C % QKK || !cpu_has_avx2())
+			return 0;
+		uint32_t xt = type == AB_TYPE_Q4_K ? AB_TYPE_Q4_K_X8 : AB_TYPE_Q6_K_X8;
+		int64_t nb = C / QKK;
+		size_t wrow = ab_type_row_bytes(type, C), grow = ab_type_row_bytes(xt, C);
+		uint8_t *dst = alloc_packed(grow * (size_t)R);
+		for (int64_t g = 0; g < R / 8; g++) {
+			const char *src0 = (const char *)W + (size_t)(8 * g) * wrow;
+			if (type == AB_TYPE_Q4_K)
+				repack_group_q4_k(src0, wrow, nb, dst + (size_t)g * 8 * grow);
+			else
+				repack_group_q6_k(src0, wrow, nb, dst + (size_t)g * 8 * grow);
+		}
+		*out = dst;
+		*out_type = xt;
+		return 0;
+	}
 	if ((type != AB_TYPE_Q4_0 && type != AB_TYPE_Q8_0) || R % 8 || C % QK)
 		return 0;
 	int64_t nb = C / QK;

@@ -34,11 +34,14 @@ enum ab_type {
 	AB_TYPE_Q6_K = 14,
 	AB_TYPE_Q8_K = 15,
 	AB_TYPE_BF16 = 30,
-	/* Not GGUF types: Q4_0 / Q8_0 rows repacked by ab_quant_repack, groups
-	 * of eight rows interleaved (see quant.c). Only ab_matmul reads them. */
+	/* Not GGUF types: Q4_0 / Q8_0 / Q4_K / Q6_K rows repacked by
+	 * ab_quant_repack, groups of eight rows interleaved (see quant.c).
+	 * Only ab_matmul reads them. */
 	AB_TYPE_Q4_0_X8 = 39,
 	AB_TYPE_Q8_0_X8 = 40,
-	AB_TYPE__MAX = 41,
+	AB_TYPE_Q4_K_X8 = 41,
+	AB_TYPE_Q6_K_X8 = 42,
+	AB_TYPE__MAX = 43,
 };
 
 struct ab_type_info {
@@ -87,10 +90,12 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 
 /*
  * Weights in a layout the kernels read faster, made once at model load:
- * for a Q4_0 or Q8_0 matrix of R rows (R a multiple of 8) a new buffer of
- * the same size (*out, to free()) in AB_TYPE_Q4_0_X8 / AB_TYPE_Q8_0_X8
- * (*out_type), to pass to ab_matmul instead of the original. Other types
- * and shapes: *out = NULL (use the original as it is). 0, or AB_EINVAL.
+ * for a Q4_0, Q8_0, Q4_K or Q6_K matrix of R rows (R a multiple of 8) a
+ * new buffer (*out, to free()) in AB_TYPE_Q4_0_X8 / AB_TYPE_Q8_0_X8 /
+ * AB_TYPE_Q4_K_X8 / AB_TYPE_Q6_K_X8 (*out_type), to pass to ab_matmul
+ * instead of the original; its size is ab_type_row_bytes(*out_type, C) * R
+ * (the same as the original, but 148/144 of it for Q4_K). Other types and
+ * shapes: *out = NULL (use the original as it is). 0, or AB_EINVAL.
  * Thread-safe: a loader may repack several matrices at once.
  */
 int ab_quant_repack(uint32_t type, const void *W, int64_t R, int64_t C, void **out,

@@ -594,19 +594,42 @@ Test(quant, matmul_shapes, .timeout = 300)
 	ab_pool_free(pool);
 }
 
-/* Q4_0 and Q8_0 repacked eight rows at a time (ab_quant_repack, what the
- * model loader does): the same products as float64 on the dequantised
- * values, AVX2 bit-identical to scalar whatever the pool, T = 1 identical
- * to any T, and no repack where it does not apply. */
+/* Q4_0, Q8_0, Q4_K and Q6_K repacked eight rows at a time
+ * (ab_quant_repack, what the model loader does): the same products as
+ * float64 on the dequantised values, AVX2 bit-identical to scalar whatever
+ * the pool, T = 1 identical to any T, and no repack where it does not
+ * apply. Q4_K_X8 and Q6_K_X8 keep the plain K-quant kernels' float
+ * arithmetic, so their products are also bit-identical to the unrepacked
+ * matrix's. */
+static uint32_t x8_type(uint32_t type)
+{
+	switch (type) {
+	case AB_TYPE_Q4_0: return AB_TYPE_Q4_0_X8;
+	case AB_TYPE_Q8_0: return AB_TYPE_Q8_0_X8;
+	case AB_TYPE_Q4_K: return AB_TYPE_Q4_K_X8;
+	default: return AB_TYPE_Q6_K_X8;
+	}
+}
+
 static void x8_case(uint32_t type, int64_t R, int64_t C, int64_t T, struct ab_pool **pools, int npools)
 {
 	struct mm_case c;
 	mm_case_init(&c, type, R, C, T);
+	/* the plain layout's product (scalar), for Q4_K */
+	float *yplain = type == AB_TYPE_Q4_K || type == AB_TYPE_Q6_K ? mm_run(&c, true, NULL) : NULL;
 	void *rp = NULL;
 	uint32_t rt = 0;
 	cr_assert_eq(ab_quant_repack(type, c.W, R, C, &rp, &rt), 0);
+	if (yplain && strcmp(ab_quant_backend(), "avx2")) {
+		/* K-quants are repacked only for the AVX2 kernels */
+		cr_assert_null(rp);
+		cr_assert_eq(rt, type);
+		free(yplain);
+		mm_case_free(&c);
+		return;
+	}
 	cr_assert_not_null(rp);
-	cr_assert_eq(rt, type == AB_TYPE_Q4_0 ? AB_TYPE_Q4_0_X8 : AB_TYPE_Q8_0_X8);
+	cr_assert_eq(rt, x8_type(type));
 	/* the AVX2 repack writes the scalar one's bytes */
 	ab_quant_force_scalar(true);
 	void *rps = NULL;
@@ -614,7 +637,7 @@ static void x8_case(uint32_t type, int64_t R, int64_t C, int64_t T, struct ab_po
 	cr_assert_eq(ab_quant_repack(type, c.W, R, C, &rps, &rts), 0);
 	ab_quant_force_scalar(false);
 	cr_assert_eq(rts, rt);
-	cr_assert(!memcmp(rp, rps, ab_type_row_bytes(type, C) * (size_t)R), "repack %ldx%ld: scalar and AVX2 differ",
+	cr_assert(!memcmp(rp, rps, ab_type_row_bytes(rt, C) * (size_t)R), "repack %ldx%ld: scalar and AVX2 differ",
 		  (long)R, (long)C);
 	free(rps);
 	free(c.W);
@@ -625,6 +648,13 @@ static void x8_case(uint32_t type, int64_t R, int64_t C, int64_t T, struct ab_po
 	for (int64_t i = 0; i < T * R; i++)
 		cr_assert(fabs(ys[i] - c.ref[i]) <= 1e-5 * c.mag[i], "x8 %ldx%ld T=%ld [%ld]: %.9g vs float64 %.9g",
 			  (long)R, (long)C, (long)T, (long)i, (double)ys[i], c.ref[i]);
+	if (yplain) {
+		for (int64_t i = 0; i < T * R; i++)
+			cr_assert_eq(fbits(ys[i]), fbits(yplain[i]), "%s %ldx%ld T=%ld [%ld]: %.9g vs plain %.9g",
+				     ab_type_get(rt)->name, (long)R, (long)C, (long)T, (long)i, (double)ys[i],
+				     (double)yplain[i]);
+		free(yplain);
+	}
 	for (int p = 0; p < npools; p++)
 		for (int sc = 0; sc < 2; sc++) {
 			if (!sc && !have_avx2)
@@ -681,6 +711,52 @@ Test(quant, matmul_q4_0_q8_0_repacked, .timeout = 300)
 	cr_assert(!ab_type_get(AB_TYPE_Q4_0_X8)->supported);
 	cr_assert_not_null(ab_type_get(AB_TYPE_Q8_0_X8));
 	cr_assert(!ab_type_get(AB_TYPE_Q8_0_X8)->supported);
+}
+
+Test(quant, matmul_q4_k_q6_k_repacked, .timeout = 600)
+{
+	struct ab_pool *pools[4] = {NULL, ab_pool_new(1), ab_pool_new(2), ab_pool_new(3)};
+	static const int64_t shapes[][3] = {{8, 256, 1},   {16, 512, 5},  {24, 2048, 2}, {40, 768, 7},
+					    {96, 256, 17}, {128, 1024, 3}, {64, 1280, 4}};
+	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++) {
+		x8_case(AB_TYPE_Q4_K, shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+		x8_case(AB_TYPE_Q6_K, shapes[s][0], shapes[s][1], shapes[s][2], pools, 4);
+	}
+	for (int p = 0; p < 4; p++)
+		ab_pool_free(pools[p]);
+
+	/* not applicable: rows not a multiple of 8, columns not a multiple of
+	 * the super-block (not a valid Q4_K row either) */
+	uint8_t w[210 * 8] = {0};
+	static const uint32_t kt[] = {AB_TYPE_Q4_K, AB_TYPE_Q6_K};
+	for (size_t i = 0; i < AB_ARRAY_LEN(kt); i++) {
+		void *rp = (void *)1;
+		uint32_t rt = 0;
+		cr_assert_eq(ab_quant_repack(kt[i], w, 7, 256, &rp, &rt), 0);
+		cr_assert_null(rp);
+		cr_assert_eq(rt, kt[i]);
+		rp = (void *)1;
+		cr_assert_eq(ab_quant_repack(kt[i], w, 8, 32, &rp, &rt), 0);
+		cr_assert_null(rp);
+		cr_assert_eq(rt, kt[i]);
+		cr_assert_eq(ab_quant_repack(kt[i], NULL, 8, 256, &rp, &rt), AB_EINVAL);
+	}
+	/* a GGUF file may not claim the internal type; its rows are 148 bytes
+	 * a super-block (the decoded scales and mins) */
+	cr_assert_not_null(ab_type_get(AB_TYPE_Q4_K_X8));
+	cr_assert(!ab_type_get(AB_TYPE_Q4_K_X8)->supported);
+	cr_assert_eq(ab_type_row_bytes(AB_TYPE_Q4_K_X8, 512), 296);
+	cr_assert_not_null(ab_type_get(AB_TYPE_Q6_K_X8));
+	cr_assert(!ab_type_get(AB_TYPE_Q6_K_X8)->supported);
+	cr_assert_eq(ab_type_row_bytes(AB_TYPE_Q6_K_X8, 512), 420);
+	/* a matrix with rows not a multiple of 8 is not multiplied as X8 */
+	float x[256] = {0}, y[7];
+	for (int i = 0; i < 7; i++)
+		y[i] = 42.0f;
+	ab_matmul(w, AB_TYPE_Q4_K_X8, 7, 256, x, 1, y, NULL);
+	ab_matmul(w, AB_TYPE_Q6_K_X8, 7, 256, x, 1, y, NULL);
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(y[i], 42.0f);
 }
 
 /* ---- pool ---- */
