@@ -162,6 +162,7 @@
 #include <strings.h>
 
 #include "common.h"
+#include "quant_amx.h"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -2088,6 +2089,10 @@ void ab_quant_force_scalar(bool on)
 /* ---- ab_matmul ---- */
 
 #define MM_RT 16 /* weight rows per tile */
+/* Activation rows from which a Q4_0/Q8_0 product runs on AMX tiles: a
+ * tile product costs about as much for 1 row as for 16 (see
+ * quant_amx.c), the AVX kernels grow with the rows. */
+#define AMX_MIN_T 8
 
 struct mm_job {
 	const char *W;
@@ -2103,8 +2108,10 @@ struct mm_job {
 	grpdot_fn gfn;     /* Q4_0_X8 etc.: the group kernel (fn is NULL) */
 	int64_t gnb;       /* group kernels: blocks of the weight type a row */
 	size_t auxw;       /* aux words (xd) an activation row */
-	int64_t chunk;     /* rows a grab (a multiple of 8) */
+	int64_t chunk;     /* rows a grab (a multiple of 8; of 16 with xa) */
 	atomic_llong next; /* first row not yet taken */
+	uint32_t type;     /* the weight type */
+	int8_t *xa;        /* AMX (quant_amx.c): the activations packed for its tiles, or NULL */
 };
 
 static void mm_quant_task(void *ud, int ith, int nth)
@@ -2148,6 +2155,15 @@ static void mm_groups(const struct mm_job *j, int64_t r0, int64_t r1)
 {
 	float o[8 * MM_TB];
 	int64_t nb = j->gnb;
+	if (j->xa) {
+		/* whole slabs of sixteen rows on the tiles, a last group of
+		 * eight (R % 16 == 8) below */
+		int64_t r16 = r0 + (r1 - r0) / 16 * 16;
+		if (r16 > r0)
+			ab__amx_x8(j->type == AB_TYPE_Q8_0_X8, (const uint8_t *)j->W, j->wrow, r0, r16, j->R, nb,
+				   j->xa, j->T, j->Y);
+		r0 = r16;
+	}
 	for (int64_t rt = r0; rt < r1; rt += MM_RT) {
 		int64_t re = rt + MM_RT < r1 ? rt + MM_RT : r1;
 		for (int64_t t = 0; t < j->T; t += MM_TB) {
@@ -2249,7 +2265,11 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		.fn = !use_avx2() || !k->avx2 ? k->scalar : k->vnni && cpu_has_vnni() ? k->vnni : k->avx2,
 		.gfn = x8 ? x8_fn(type) : NULL,
 		.gnb = C / ab_type_get(type)->block,
+		.type = type,
 	};
+	/* prompts on Q4_0 / Q8_0 groups: AMX tiles when the CPU has them */
+	bool amx = (type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8) && T >= AMX_MIN_T && use_avx2() &&
+		   ab__amx_usable();
 	int nth = pool ? ab_pool_threads(pool) : 1;
 	char *buf = NULL;
 	if (k->dot_type == AB_TYPE_F32) {
@@ -2265,17 +2285,23 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 			ab_pool_run(pool, mm_quant_task, &j);
 		else
 			mm_quant_task(&j, 0, 1);
+		if (amx) {
+			j.xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
+			ab__amx_pack_a(j.xq, xrow, j.xd, j.auxw, T, C / QK, j.xa);
+		}
 	}
 	if (nth > 1 && (R >= 64 || T > 1)) {
 		/* four chunks a thread: few atomic operations, some balancing;
-		 * chunks of whole groups of eight rows */
-		int64_t units = (R + 7) / 8, per = (units + 4 * nth - 1) / (4 * nth);
-		j.chunk = per * 8;
+		 * chunks of whole groups of eight rows (sixteen for AMX) */
+		int64_t g = j.xa ? 16 : 8;
+		int64_t units = (R + g - 1) / g, per = (units + 4 * nth - 1) / (4 * nth);
+		j.chunk = per * g;
 		atomic_init(&j.next, 0);
 		ab_pool_run(pool, mm_task, &j);
 	}
 	else
 		mm_rows(&j, 0, R);
+	free(j.xa);
 	free(buf);
 }
 
