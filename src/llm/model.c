@@ -126,6 +126,10 @@ struct ab_llm_model {
 	uint64_t n_params;
 };
 
+/* Prompt attention takes the queries of a head ATT_G tokens at a time
+ * (see att_group) */
+#define ATT_G 16
+
 struct ab_llm_ctx {
 	struct ab_llm_model *m;
 	struct ab_pool *pool;
@@ -138,7 +142,7 @@ struct ab_llm_ctx {
 	float *x, *xb, *xb2;      /* [n_batch][n_embd] */
 	float *q, *att;           /* [n_batch][q_dim] */
 	float *hb, *hb2;          /* [n_batch][n_ff] */
-	float *scores;            /* [threads][n_ctx] */
+	float *scores;            /* [threads][ATT_G][n_ctx] */
 	float *logits;            /* [n_vocab], when the caller passes none */
 	ab_llm_hidden_cb cb;
 	void *cb_ud;
@@ -720,7 +724,7 @@ static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batc
 	size_t q_dim = (size_t)hp->n_head * (size_t)m->head_dim;
 	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
 	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff) +
-	       (size_t)threads * (size_t)n_ctx + (size_t)hp->n_vocab;
+	       (size_t)threads * ATT_G * (size_t)n_ctx + (size_t)hp->n_vocab;
 }
 
 size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch)
@@ -772,7 +776,7 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 	c->hb = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->hb2 = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->pool = ab_pool_new(n_threads);
-	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * (size_t)n_ctx * sizeof(float));
+	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * ATT_G * (size_t)n_ctx * sizeof(float));
 	c->logits = ab_xmalloc((size_t)hp->n_vocab * sizeof(float));
 	*out = c;
 	return 0;
@@ -1018,6 +1022,84 @@ ATT_AVX2 static void att_head_128(const float *q, const float *K, const float *V
 	att_head(q, K, V, n_keys, scale, s, o, 128);
 }
 
+/* Prompt attention: G <= ATT_G queries of one head (query i at q +
+ * i * qs, n_keys nk0 + i, scores at s + i * ss, output at o + i * qs).
+ * att_head per query would stream the head's keys and values from L2
+ * once per query; here they are taken in blocks of 16 KiB that stay in
+ * L1 while every query of the group uses them. For each query the
+ * operations and their order are att_head's (scores in key order, the
+ * same softmax, the output summed in key order, held in registers within
+ * a block and in memory between blocks), so the bits are the same. */
+ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
+					float scale, float *s, size_t ss, float *o, const int HD)
+{
+	const int KB = 4096 / HD; /* keys a block */
+	int nk_max = nk0 + G - 1;
+	float mx[ATT_G], inv[ATT_G];
+	for (int i = 0; i < G; i++)
+		mx[i] = -INFINITY;
+	for (int p0 = 0; p0 < nk_max; p0 += KB) {
+		for (int i = 0; i < G; i++) {
+			int pe = p0 + KB < nk0 + i ? p0 + KB : nk0 + i;
+			const float *qi = q + (size_t)i * qs;
+			float *si = s + (size_t)i * ss;
+			__m256 qv[16];
+			for (int d = 0; d < HD / 8; d++)
+				qv[d] = _mm256_loadu_ps(qi + 8 * d);
+			for (int p = p0; p < pe; p++) {
+				const float *k = K + (size_t)p * HD;
+				__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+				for (int d = 0; d < HD / 8; d += 2) {
+					s0 = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(k + 8 * d), s0);
+					s1 = _mm256_fmadd_ps(qv[d + 1], _mm256_loadu_ps(k + 8 * d + 8), s1);
+				}
+				__m256 v = _mm256_add_ps(s0, s1);
+				__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+				h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+				h = _mm_add_ss(h, _mm_movehdup_ps(h));
+				si[p] = _mm_cvtss_f32(h) * scale;
+				if (si[p] > mx[i])
+					mx[i] = si[p];
+			}
+		}
+	}
+	for (int i = 0; i < G; i++)
+		inv[i] = softmax_avx2(s + (size_t)i * ss, nk0 + i, mx[i]);
+	for (int i = 0; i < G; i++)
+		for (int d = 0; d < HD / 8; d++)
+			_mm256_storeu_ps(o + (size_t)i * qs + 8 * d, _mm256_setzero_ps());
+	for (int p0 = 0; p0 < nk_max; p0 += KB) {
+		for (int i = 0; i < G; i++) {
+			int pe = p0 + KB < nk0 + i ? p0 + KB : nk0 + i;
+			float *oi = o + (size_t)i * qs;
+			const float *si = s + (size_t)i * ss;
+			__m256 ov[16];
+			for (int d = 0; d < HD / 8; d++)
+				ov[d] = _mm256_loadu_ps(oi + 8 * d);
+			for (int p = p0; p < pe; p++) {
+				const float *v = V + (size_t)p * HD;
+				__m256 wv = _mm256_set1_ps(si[p] * inv[i]);
+				for (int d = 0; d < HD / 8; d++)
+					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * d)));
+			}
+			for (int d = 0; d < HD / 8; d++)
+				_mm256_storeu_ps(oi + 8 * d, ov[d]);
+		}
+	}
+}
+
+ATT_AVX2 static void att_group_64(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
+				  float scale, float *s, size_t ss, float *o)
+{
+	att_group(q, qs, G, nk0, K, V, scale, s, ss, o, 64);
+}
+
+ATT_AVX2 static void att_group_128(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
+				   float scale, float *s, size_t ss, float *o)
+{
+	att_group(q, qs, G, nk0, K, V, scale, s, ss, o, 128);
+}
+
 /* g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u */
 ATT_AVX2 static void swiglu_avx2(float *g, const float *u, size_t n)
 {
@@ -1075,9 +1157,25 @@ static void attn_worker(void *ud, int ith, int nth)
 	int group = n_head / m->hp.n_head_kv;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-	float *s = c->scores + (size_t)ith * (size_t)c->n_ctx;
+	float *s = c->scores + (size_t)ith * ATT_G * (size_t)c->n_ctx;
 	int items = j->T * n_head;
 	bool simd = !strcmp(ab_quant_backend(), "avx2");
+#if ATT_X86
+	if (simd && j->T > 1 && (hd == 64 || hd == 128)) {
+		/* prompts: (head, ATT_G consecutive tokens) items */
+		int ng = (j->T + ATT_G - 1) / ATT_G;
+		for (int it = ith; it < ng * n_head; it += nth) {
+			int h = it % n_head, t0 = it / n_head * ATT_G;
+			int G = j->T - t0 < ATT_G ? j->T - t0 : ATT_G;
+			size_t head_off = layer_off + (size_t)(h / group) * (size_t)c->n_ctx * (size_t)hd;
+			size_t qoff = (size_t)t0 * c->q_dim + (size_t)h * hd;
+			(hd == 64 ? att_group_64 : att_group_128)(c->q + qoff, (size_t)c->q_dim, G, j->pos0 + t0 + 1,
+								  c->k_cache + head_off, c->v_cache + head_off,
+								  scale, s, (size_t)c->n_ctx, c->att + qoff);
+		}
+		return;
+	}
+#endif
 	for (int it = ith; it < items; it += nth) {
 		int t = it / n_head, h = it % n_head;
 		int kvh = h / group;

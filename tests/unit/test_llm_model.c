@@ -1043,6 +1043,51 @@ static void check_synthetic(const char *arch, uint32_t type, bool tied, const st
 	unlink(path);
 }
 
+/* The fast paths (head sizes 64 and 128: fused attention for one token,
+ * grouped prompt attention; repacked Q4_0/Q8_0 weights, AMX tiles where
+ * the CPU has them) give exactly the same logits, bit for bit, for a
+ * 100-token prompt evaluated as one batch (two chunks, partial groups,
+ * several key blocks) and one token at a time. */
+static void fast_paths_bits(uint32_t type, int H, int HKV)
+{
+	const struct shape sh = {256, 512, H, HKV, 64, 2, 4242};
+	size_t len;
+	void *buf = synth("llama", type, false, &sh, &len);
+	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
+	int fd = mkstemps(path, 5);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+	struct ab_llm_model *m = load(path, NULL);
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	int32_t toks[100];
+	for (int i = 0; i < 100; i++)
+		toks[i] = i == 0 ? 1 : (int32_t)((i * 37 + 5) % 60 + 3);
+	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
+	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
+		cr_assert(!memcmp(one, all + (size_t)i * V, V * sizeof(float)),
+			  "%s head_dim %d: position %d differs between the batch and one token at a time",
+			  ab_type_get(type)->name, 256 / H, i);
+	}
+	free(all);
+	free(one);
+	ab_llm_ctx_free(c1);
+	ab_llm_ctx_free(c2);
+	ab_llm_model_free(m);
+	unlink(path);
+}
+
+Test(model, fast_paths_batch_bit_identical, .timeout = 120)
+{
+	fast_paths_bits(AB_TYPE_Q4_0, 4, 2); /* head_dim 64 */
+	fast_paths_bits(AB_TYPE_Q8_0, 2, 1); /* head_dim 128 */
+	fast_paths_bits(AB_TYPE_F32, 4, 4);
+}
+
 /* n_embd 64, 4 heads / 2 kv heads */
 Test(model, synthetic_llama_f32, .timeout = 120)
 {
