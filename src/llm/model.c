@@ -85,6 +85,7 @@
 #include <errno.h>
 #include <glob.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,16 +425,50 @@ static void repack_mat(const struct ab_llm_model *m, struct mat *w, bool keep_so
 	w->packed = p;
 }
 
+/* The matrices are repacked by a few threads at once (each takes the
+ * next matrix from a shared counter): the copy is bound by page faults
+ * and memory traffic, and it is most of the load time of a big model. */
+struct repack_job {
+	struct ab_llm_model *m;
+	struct mat **ms;
+	int n;
+	atomic_int next;
+};
+
+static void repack_task(void *ud, int ith, int nth)
+{
+	struct repack_job *j = ud;
+	(void)ith;
+	(void)nth;
+	for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;)
+		/* tied: the embedding rows are still read from the original */
+		repack_mat(j->m, j->ms[i], j->ms[i] == &j->m->out && j->m->hp.tied_output);
+}
+
 static void repack_all(struct ab_llm_model *m)
 {
+	struct repack_job j = {.m = m, .n = 0};
+	j.ms = ab_xcalloc((size_t)m->hp.n_layer * 7 + 1, sizeof(*j.ms));
+	size_t bytes = 0;
 	for (int il = 0; il < m->hp.n_layer; il++) {
 		struct layer *L = &m->layers[il];
 		struct mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wgate, &L->wup, &L->wdown};
 		for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++)
-			repack_mat(m, ms[i], false);
+			j.ms[j.n++] = ms[i];
 	}
-	/* tied: the embedding rows are still read from the original */
-	repack_mat(m, &m->out, m->hp.tied_output);
+	j.ms[j.n++] = &m->out;
+	for (int i = 0; i < j.n; i++)
+		bytes += ab_type_row_bytes(j.ms[i]->type, j.ms[i]->cols) * (size_t)j.ms[i]->rows;
+	atomic_init(&j.next, 0);
+	int nth = n_cpus() < 4 ? n_cpus() : 4;
+	if (nth > 1 && bytes >= ((size_t)64 << 20)) {
+		struct ab_pool *pool = ab_pool_new(nth);
+		ab_pool_run(pool, repack_task, &j);
+		ab_pool_free(pool);
+	} else {
+		repack_task(&j, 0, 1);
+	}
+	free(j.ms);
 }
 
 static int load_tensors(struct ab_llm_model *m, char *err, size_t errlen)
@@ -715,7 +750,7 @@ static int default_threads(const struct ab_llm_model *m)
 	if (m->n_params < SMALL_MODEL_PARAMS)
 		return 1;
 	int n = n_cpus();
-	return n < 2 ? n : 2;
+	return n < 8 ? n : 8;
 }
 
 static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batch, int threads)
