@@ -1019,10 +1019,12 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
 		const float *k = K + (size_t)p * HD;
 		_mm_prefetch((const char *)(k + 8 * HD), _MM_HINT_T0);
 		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-		for (int i = 0; i < HD / 8; i += 2) {
+		for (int i = 0; i + 2 <= HD / 8; i += 2) {
 			s0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), s0);
 			s1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k + 8 * i + 8), s1);
 		}
+		if (HD / 8 % 2)
+			s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
 		__m256 v = _mm256_add_ps(s0, s1);
 		__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 		h = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -1045,17 +1047,16 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
 		_mm256_storeu_ps(o + 8 * i, ov[i]);
 }
 
-ATT_AVX2 static void att_head_64(const float *q, const float *K, const float *V, int n_keys, float scale, float *s,
-				 float *o)
-{
-	att_head(q, K, V, n_keys, scale, s, o, 64);
-}
-
-ATT_AVX2 static void att_head_128(const float *q, const float *K, const float *V, int n_keys, float scale, float *s,
-				  float *o)
-{
-	att_head(q, K, V, n_keys, scale, s, o, 128);
-}
+/* att_head and att_group instantiated for the head sizes that have
+ * them: multiples of 8 up to 128 (q and the output in registers) */
+#define ATT_SIZES(X) X(8) X(16) X(24) X(32) X(48) X(64) X(80) X(96) X(128)
+#define ATT_HEAD_FN(HD)                                                                        \
+	ATT_AVX2 static void att_head_##HD(const float *q, const float *K, const float *V, int n_keys, \
+					  float scale, float *s, float *o)                     \
+	{                                                                                      \
+		att_head(q, K, V, n_keys, scale, s, o, HD);                                    \
+	}
+ATT_SIZES(ATT_HEAD_FN)
 
 /* Prompt attention: G <= ATT_G queries of one head (query i at q +
  * i * qs, n_keys nk0 + i, scores at s + i * ss, output at o + i * qs).
@@ -1084,10 +1085,12 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			for (int p = p0; p < pe; p++) {
 				const float *k = K + (size_t)p * HD;
 				__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-				for (int d = 0; d < HD / 8; d += 2) {
+				for (int d = 0; d + 2 <= HD / 8; d += 2) {
 					s0 = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(k + 8 * d), s0);
 					s1 = _mm256_fmadd_ps(qv[d + 1], _mm256_loadu_ps(k + 8 * d + 8), s1);
 				}
+				if (HD / 8 % 2)
+					s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
 				__m256 v = _mm256_add_ps(s0, s1);
 				__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 				h = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -1123,17 +1126,17 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 	}
 }
 
-ATT_AVX2 static void att_group_64(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
-				  float scale, float *s, size_t ss, float *o)
-{
-	att_group(q, qs, G, nk0, K, V, scale, s, ss, o, 64);
-}
+#define ATT_GROUP_FN(HD)                                                                       \
+	ATT_AVX2 static void att_group_##HD(const float *q, size_t qs, int G, int nk0, const float *K,  \
+					   const float *V, float scale, float *s, size_t ss, float *o) \
+	{                                                                                      \
+		att_group(q, qs, G, nk0, K, V, scale, s, ss, o, HD);                           \
+	}
+ATT_SIZES(ATT_GROUP_FN)
 
-ATT_AVX2 static void att_group_128(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
-				   float scale, float *s, size_t ss, float *o)
-{
-	att_group(q, qs, G, nk0, K, V, scale, s, ss, o, 128);
-}
+typedef void (*att_head_fn)(const float *, const float *, const float *, int, float, float *, float *);
+typedef void (*att_group_fn)(const float *, size_t, int, int, const float *, const float *, float, float *, size_t,
+			     float *);
 
 /* g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u */
 ATT_AVX2 static void swiglu_avx2(float *g, const float *u, size_t n)
@@ -1147,6 +1150,22 @@ ATT_AVX2 static void swiglu_avx2(float *g, const float *u, size_t n)
 	}
 	for (; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* the kernels for head size hd, or false */
+static bool att_fns(int hd, att_head_fn *fh, att_group_fn *fg)
+{
+	switch (hd) {
+#define ATT_CASE(HD)                                                                           \
+	case HD:                                                                               \
+		*fh = att_head_##HD;                                                           \
+		*fg = att_group_##HD;                                                          \
+		return true;
+		ATT_SIZES(ATT_CASE)
+#undef ATT_CASE
+	default:
+		return false;
+	}
 }
 #else
 #define ATT_X86 0
@@ -1196,7 +1215,10 @@ static void attn_worker(void *ud, int ith, int nth)
 	int items = j->T * n_head;
 	bool simd = !strcmp(ab_quant_backend(), "avx2");
 #if ATT_X86
-	if (simd && j->T > 1 && (hd == 64 || hd == 128)) {
+	att_head_fn fh = NULL;
+	att_group_fn fg = NULL;
+	bool fast = simd && att_fns(hd, &fh, &fg);
+	if (fast && j->T > 1) {
 		/* prompts: (head, ATT_G consecutive tokens) items */
 		int ng = (j->T + ATT_G - 1) / ATT_G;
 		for (int it = ith; it < ng * n_head; it += nth) {
@@ -1204,9 +1226,8 @@ static void attn_worker(void *ud, int ith, int nth)
 			int G = j->T - t0 < ATT_G ? j->T - t0 : ATT_G;
 			size_t head_off = layer_off + (size_t)(h / group) * (size_t)c->n_ctx * (size_t)hd;
 			size_t qoff = (size_t)t0 * c->q_dim + (size_t)h * hd;
-			(hd == 64 ? att_group_64 : att_group_128)(c->q + qoff, (size_t)c->q_dim, G, j->pos0 + t0 + 1,
-								  c->k_cache + head_off, c->v_cache + head_off,
-								  scale, s, (size_t)c->n_ctx, c->att + qoff);
+			fg(c->q + qoff, (size_t)c->q_dim, G, j->pos0 + t0 + 1, c->k_cache + head_off,
+			   c->v_cache + head_off, scale, s, (size_t)c->n_ctx, c->att + qoff);
 		}
 		return;
 	}
@@ -1220,11 +1241,8 @@ static void attn_worker(void *ud, int ith, int nth)
 		const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
 		float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
 #if ATT_X86
-		if (simd && (hd == 64 || hd == 128)) {
-			if (hd == 64)
-				att_head_64(q, K, V, n_keys, scale, s, o);
-			else
-				att_head_128(q, K, V, n_keys, scale, s, o);
+		if (fast) {
+			fh(q, K, V, n_keys, scale, s, o);
 			continue;
 		}
 #endif

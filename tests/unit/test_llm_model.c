@@ -1043,7 +1043,7 @@ static void check_synthetic(const char *arch, uint32_t type, bool tied, const st
 	unlink(path);
 }
 
-/* The fast paths (head sizes 64 and 128: fused attention for one token,
+/* The fast paths (head sizes 8..128: fused attention for one token,
  * grouped prompt attention; repacked Q4_0/Q8_0 weights, AMX tiles where
  * the CPU has them) give exactly the same logits, bit for bit, for a
  * 100-token prompt evaluated as one batch (two chunks, partial groups,
@@ -1086,6 +1086,8 @@ Test(model, fast_paths_batch_bit_identical, .timeout = 120)
 	fast_paths_bits(AB_TYPE_Q4_0, 4, 2); /* head_dim 64 */
 	fast_paths_bits(AB_TYPE_Q8_0, 2, 1); /* head_dim 128 */
 	fast_paths_bits(AB_TYPE_F32, 4, 4);
+	fast_paths_bits(AB_TYPE_Q4_K, 8, 2);  /* head_dim 32 */
+	fast_paths_bits(AB_TYPE_F16, 32, 8);  /* head_dim 8 */
 }
 
 /* n_embd 64, 4 heads / 2 kv heads */
