@@ -121,6 +121,98 @@ def test_openai_completions_and_models(llm):
     assert [m["id"] for m in body["data"]] == [MODEL]
 
 
+def _json_answer(llm, route, stream, options, **extra):
+    """POSTs a format json request; returns (final line, the whole answer text)."""
+    body = {"model": MODEL, "format": "json", "stream": stream, "options": options}
+    if route == "/api/chat":
+        body["messages"] = [{"role": "user", "content": "Tell me about the cat as JSON."}]
+        key = lambda l: l.get("message", {}).get("content", "")
+    else:
+        body["prompt"] = "Once upon a time"
+        key = lambda l: l.get("response", "")
+    body.update(extra)
+    st, hd, raw = http("POST", llm.port, route, token=llm.token, body=body, timeout=60)
+    assert st == 200, raw
+    lines = ndjson(raw)
+    assert "error" not in lines[-1], lines[-1]
+    text = "".join(key(l) for l in lines) if stream else key(lines[-1])
+    return lines[-1], text
+
+
+def test_format_json_answers_parse(llm):
+    """The tiny story model writes silly JSON, but JSON: an object that parses,
+    closed in time however small num_predict is, ending with done_reason stop."""
+    for route in ("/api/generate", "/api/chat"):
+        for options in ({"temperature": 0}, {"temperature": 0.8, "seed": 42}):
+            texts = []
+            for stream in (True, False):
+                last, text = _json_answer(llm, route, stream, dict(options, num_predict=200))
+                assert last["done"] and last["done_reason"] == "stop", (route, options, last)
+                doc = json.loads(text)
+                assert isinstance(doc, dict), text
+                assert len(doc) >= 1, text  # the model had room to write something
+                texts.append(text)
+            assert texts[0] == texts[1], texts  # greedy or seeded: the same answer
+    # a budget of a few tokens still gives a closed object
+    for n in (2, 3, 5, 12):
+        last, text = _json_answer(llm, "/api/generate", False, {"temperature": 0.8, "seed": n,
+                                                                 "num_predict": n})
+        assert isinstance(json.loads(text), dict), (n, text)
+        assert last["eval_count"] <= n
+    # unconstrained, the same prompt is prose (the constraint did the work)
+    st, _, body = gen(llm, stream=False)
+    with pytest.raises(ValueError):
+        json.loads(json.loads(body)["response"])
+    log = open(os.path.join(llm.state_dir, "serve.log")).read()
+    assert "format json mask" in log and "token table built" in log
+
+
+def test_format_json_openai_response_format(llm):
+    req = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}],
+           "max_tokens": 60, "temperature": 0, "response_format": {"type": "json_object"}}
+    st, body = http_json("POST", llm.port, "/v1/chat/completions", token=llm.token, body=req,
+                         timeout=60)
+    assert st == 200, body
+    text = body["choices"][0]["message"]["content"]
+    assert isinstance(json.loads(text), dict), text
+    assert body["choices"][0]["finish_reason"] == "stop"
+    st, hd, raw = http("POST", llm.port, "/v1/chat/completions", token=llm.token,
+                       body=dict(req, stream=True), timeout=60)
+    events = [l[6:] for l in raw.decode().split("\n") if l.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == text
+    # text is the default; a schema is refused
+    st, body = http_json("POST", llm.port, "/v1/chat/completions", token=llm.token, timeout=60,
+                         body=dict(req, response_format={"type": "text"}, max_tokens=4))
+    assert st == 200
+    st, body = http_json("POST", llm.port, "/v1/chat/completions", token=llm.token,
+                         body=dict(req, response_format={"type": "json_schema",
+                                                         "json_schema": {"schema": {}}}))
+    assert st == 400 and "json_schema is not supported" in body["error"]["message"]
+    st, body = http_json("POST", llm.port, "/v1/chat/completions", token=llm.token,
+                         body=dict(req, response_format="json"))
+    assert st == 400 and "response_format" in body["error"]["message"]
+
+
+def test_format_refusals(llm):
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    for route, extra in (("/api/generate", {"prompt": "x"}),
+                         ("/api/chat", {"messages": [{"role": "user", "content": "x"}]})):
+        st, body = http_json("POST", llm.port, route, token=llm.token,
+                             body=dict(extra, model=MODEL, format=schema))
+        assert st == 400
+        assert body["error"] == 'format with a JSON schema is not supported: use "json"', body
+        for bad in ("yaml", "JSON", 5, ["json"]):
+            st, body = http_json("POST", llm.port, route, token=llm.token,
+                                 body=dict(extra, model=MODEL, format=bad))
+            assert st == 400 and "format must be" in body["error"], (bad, body)
+    # "" and null mean no format, as with Ollama
+    for none in ("", None):
+        st, _, body = gen(llm, stream=False, format=none, options={"num_predict": 3})
+        assert st == 200 and json.loads(body)["done"]
+
+
 def test_embeddings(llm):
     st, body = http_json("POST", llm.port, "/api/embed", token=llm.token, timeout=60,
                          body={"model": MODEL, "input": ["a cat", "a dog", "a cat"]})
