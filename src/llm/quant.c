@@ -973,6 +973,9 @@ static void grp_q8_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size
 #define X8K4_SC 32
 #define X8K4_MN 96
 #define X8K4_QS 160
+_Static_assert(X8K4_BLK == AB_X8K4_BLK && X8K4_SC == AB_X8K4_SC && X8K4_MN == AB_X8K4_MN &&
+		       X8K4_QS == AB_X8K4_QS,
+	       "quant_amx.h reads the Q4_K_X8 layout");
 /* Aux words of a Q8_K activation row (Q4_K_X8): per super-block four
  * words, the eight int16 bsums[2j] + bsums[2j+1], j = 0..7. */
 #define AUXK(nb) ((size_t)(nb) * 4)
@@ -2197,7 +2200,9 @@ static void mm_groups(const struct mm_job *j, int64_t r0, int64_t r1)
 		/* whole slabs of sixteen rows on the tiles, a last group of
 		 * eight (R % 16 == 8) below */
 		int64_t r16 = r0 + (r1 - r0) / 16 * 16;
-		if (r16 > r0)
+		if (r16 > r0 && j->type == AB_TYPE_Q4_K_X8)
+			ab__amx_q4k((const uint8_t *)j->W, j->wrow, r0, r16, j->R, nb, j->xa, j->T, j->Y);
+		else if (r16 > r0)
 			ab__amx_x8(j->type == AB_TYPE_Q8_0_X8, (const uint8_t *)j->W, j->wrow, r0, r16, j->R, nb,
 				   j->xa, j->T, j->Y);
 		r0 = r16;
@@ -2322,9 +2327,9 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		.gnb = C / ab_type_get(type)->block,
 		.type = type,
 	};
-	/* prompts on Q4_0 / Q8_0 groups: AMX tiles when the CPU has them */
-	bool amx = (type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8) && T >= AMX_MIN_T && use_avx2() &&
-		   ab__amx_usable();
+	/* prompts on Q4_0 / Q8_0 / Q4_K groups: AMX tiles when the CPU has them */
+	bool amx = (type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8 || type == AB_TYPE_Q4_K_X8) &&
+		   T >= AMX_MIN_T && use_avx2() && ab__amx_usable();
 	int nth = pool ? ab_pool_threads(pool) : 1;
 	char *buf = NULL;
 	if (k->dot_type == AB_TYPE_F32) {
@@ -2340,7 +2345,10 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 			ab_pool_run(pool, mm_quant_task, &j);
 		else
 			mm_quant_task(&j, 0, 1);
-		if (amx) {
+		if (amx && type == AB_TYPE_Q4_K_X8) {
+			j.xa = ab_xmalloc(ab__amx_k_bytes(T, C / QKK));
+			ab__amx_pack_k(j.xq, xrow, j.xd, j.auxw, T, C / QKK, j.xa);
+		} else if (amx) {
 			j.xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
 			ab__amx_pack_a(j.xq, xrow, j.xd, j.auxw, T, C / QK, j.xa);
 		}

@@ -261,6 +261,174 @@ AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t 
 	_tile_release();
 }
 
+
+/* ---- Q4_K_X8 ----
+ *
+ * Q4_K super-blocks of 256 weights: eight sub-blocks of 32 with a 6-bit
+ * scale and min each, d and dmin per row (quant.c's Q4_K_X8 layout has
+ * them decoded, eight rows interleaved). Against Q8_K activations (one
+ * float scale per 256, pair sums of the 16-value byte sums in the aux
+ * words) the exact integers per row and super-block are
+ *   isum = sum_j sc_j * dot_j    (dot_j: the sub-block's 32 products)
+ *   msum = sum_j m_j * bsp_j
+ * and the float step is sum = sum + ((d dx) isum - (dmin dx) msum). The
+ * tiles give dot_j for sixteen activation rows and sixteen weight rows
+ * (K = 32 again, one C tile per sub-block: B holds the sub-block's
+ * nibbles, unsigned 0..15, made once per slab); AVX-512 multiplies by the
+ * scales (vpmulld, exact), forms msum with vpmaddwd on the mins pairs,
+ * and does the float step in quant.c's order: the same bits. */
+
+#define KA_STRIDE (8 * TM * 32 + TM * 4 + TM * 16) /* per tile and super-block */
+#define Q8K_BYTES 292                              /* f32 d, 256 quants, 16 int16 sums */
+
+size_t ab__amx_k_bytes(int64_t T, int64_t nb)
+{
+	return (size_t)((T + TM - 1) / TM) * (size_t)nb * KA_STRIDE;
+}
+
+void ab__amx_pack_k(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+{
+	for (int64_t p = 0; p < (T + TM - 1) / TM; p++)
+		for (int64_t b = 0; b < nb; b++) {
+			int8_t *d = xa + ((size_t)p * (size_t)nb + (size_t)b) * KA_STRIDE;
+			float dx[TM];
+			int16_t bsp[TM][8];
+			for (int64_t i = 0; i < TM; i++) {
+				int64_t t = TM * p + i;
+				const char *xb = xq + (size_t)t * xrow + (size_t)b * Q8K_BYTES;
+				for (int j = 0; j < 8; j++) {
+					if (t < T)
+						memcpy(d + 512 * j + 32 * i, xb + 4 + 32 * j, 32);
+					else
+						memset(d + 512 * j + 32 * i, 0, 32);
+				}
+				if (t < T) {
+					memcpy(&dx[i], xb, 4);
+					memcpy(bsp[i], (const char *)(xd + (size_t)t * xds + 4 * (size_t)b), 16);
+				} else {
+					dx[i] = 0.0f;
+					memset(bsp[i], 0, 16);
+				}
+			}
+			memcpy(d + 8 * TM * 32, dx, sizeof dx);
+			memcpy(d + 8 * TM * 32 + TM * 4, bsp, sizeof bsp);
+		}
+}
+
+/* what a slab of sixteen weight rows needs per super-block: the eight B
+ * tiles, then the scales (int32, per sub-block), the mins pairs (int16
+ * pairs, per pair of sub-blocks), d and dmin (float) */
+struct kslab {
+	int8_t B[8][512];
+	__m512i sc[8];
+	__m512i mn[4];
+	__m512 d, dmin;
+};
+
+AMX static void make_kslab(const uint8_t *k0, const uint8_t *k1, struct kslab *ks)
+{
+	const __m512i lo = _mm512_set1_epi8(0xf);
+	for (int pr = 0; pr < 4; pr++)
+		for (int c = 0; c < 8; c++) {
+			size_t off = AB_X8K4_QS + 256 * (size_t)pr + 32 * (size_t)c;
+			__m512i v = load_pair(k0 + off, k1 + off);
+			_mm512_store_si512(ks->B[2 * pr] + 64 * c, _mm512_and_si512(v, lo));
+			_mm512_store_si512(ks->B[2 * pr + 1] + 64 * c, _mm512_and_si512(_mm512_srli_epi16(v, 4), lo));
+		}
+	for (int j = 0; j < 8; j++)
+		ks->sc[j] = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(
+			_mm_loadl_epi64((const __m128i *)(const void *)(k0 + AB_X8K4_SC + 8 * j)),
+			_mm_loadl_epi64((const __m128i *)(const void *)(k1 + AB_X8K4_SC + 8 * j))));
+	for (int i = 0; i < 4; i++)
+		ks->mn[i] = _mm512_inserti64x4(
+			_mm512_castsi256_si512(_mm256_cvtepu8_epi16(
+				_mm_loadu_si128((const __m128i *)(const void *)(k0 + AB_X8K4_MN + 16 * i)))),
+			_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(k1 + AB_X8K4_MN + 16 * i))),
+			1);
+	ks->d = _mm512_cvtph_ps(_mm256_inserti128_si256(
+		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)k0)),
+		_mm_loadu_si128((const __m128i *)(const void *)k1), 1));
+	ks->dmin = _mm512_cvtph_ps(_mm256_inserti128_si256(
+		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(k0 + 16))),
+		_mm_loadu_si128((const __m128i *)(const void *)(k1 + 16)), 1));
+}
+
+/* sub-block j of the super-block at ks / pa: C tile into cj */
+#define KISSUE(j, cj, TB, TA, TC)                                                              \
+	do {                                                                                   \
+		_tile_loadd(TB, ks->B[j], 64);                                                 \
+		_tile_loadd(TA, pa + 512 * (j), 32);                                           \
+		_tile_zero(TC);                                                                \
+		_tile_dpbssd(TC, TA, TB);                                                      \
+		_tile_stored(TC, (cj), 64);                                                    \
+	} while (0)
+
+AMX void ab__amx_q4k(const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
+		     const int8_t *xa, int64_t T, float *Y)
+{
+	_Alignas(64) struct tilecfg cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int i = 0; i < 2; i++) {
+		cfg.rows[2 * i] = 8, cfg.colsb[2 * i] = 64;
+		cfg.rows[2 * i + 1] = TM, cfg.colsb[2 * i + 1] = 32;
+		cfg.rows[4 + i] = TM, cfg.colsb[4 + i] = 64;
+	}
+	_tile_loadconfig(&cfg);
+
+	struct kslab *slab = aligned_alloc(64, (size_t)nb * sizeof(struct kslab));
+	if (!slab)
+		abort();
+	_Alignas(64) int32_t cb[8][TM * 16];
+
+	for (int64_t r = r0; r < r1; r += 16) {
+		const uint8_t *g0 = W + (size_t)r * wrow, *g1 = W + (size_t)(r + 8) * wrow;
+		for (int64_t b = 0; b < nb; b++)
+			make_kslab(g0 + (size_t)b * AB_X8K4_BLK, g1 + (size_t)b * AB_X8K4_BLK, &slab[b]);
+		MEMBAR();
+		for (int64_t t0 = 0; t0 < T; t0 += TM) {
+			__m512 sum[TM];
+			for (int t = 0; t < TM; t++)
+				sum[t] = _mm512_setzero_ps();
+			for (int64_t b = 0; b < nb; b++) {
+				const struct kslab *ks = &slab[b];
+				const int8_t *pa = xa + ((size_t)(t0 / TM) * (size_t)nb + (size_t)b) * KA_STRIDE;
+				KISSUE(0, cb[0], 0, 1, 4);
+				KISSUE(1, cb[1], 2, 3, 5);
+				KISSUE(2, cb[2], 0, 1, 4);
+				KISSUE(3, cb[3], 2, 3, 5);
+				KISSUE(4, cb[4], 0, 1, 4);
+				KISSUE(5, cb[5], 2, 3, 5);
+				KISSUE(6, cb[6], 0, 1, 4);
+				KISSUE(7, cb[7], 2, 3, 5);
+				MEMBAR();
+				const float *dx = (const float *)(const void *)(pa + 8 * TM * 32);
+				const int32_t *bsp = (const int32_t *)(const void *)(pa + 8 * TM * 32 + TM * 4);
+				for (int t = 0; t < TM; t++) {
+					__m512i is = _mm512_mullo_epi32(_mm512_load_si512(cb[0] + 16 * t), ks->sc[0]);
+					for (int j = 1; j < 8; j++)
+						is = _mm512_add_epi32(is, _mm512_mullo_epi32(_mm512_load_si512(cb[j] + 16 * t),
+											ks->sc[j]));
+					__m512i ms = _mm512_madd_epi16(ks->mn[0], _mm512_set1_epi32(bsp[4 * t]));
+					for (int i = 1; i < 4; i++)
+						ms = _mm512_add_epi32(ms, _mm512_madd_epi16(ks->mn[i],
+											_mm512_set1_epi32(bsp[4 * t + i])));
+					__m512 dxv = _mm512_set1_ps(dx[t]);
+					__m512 dd = _mm512_mul_ps(ks->d, dxv), dm = _mm512_mul_ps(ks->dmin, dxv);
+					__m512 v = _mm512_sub_ps(_mm512_mul_ps(dd, _mm512_cvtepi32_ps(is)),
+								 _mm512_mul_ps(dm, _mm512_cvtepi32_ps(ms)));
+					sum[t] = _mm512_add_ps(sum[t], v);
+				}
+			}
+			int nt = T - t0 < TM ? (int)(T - t0) : TM;
+			for (int t = 0; t < nt; t++)
+				_mm512_storeu_ps(Y + (size_t)(t0 + t) * (size_t)R + r, sum[t]);
+		}
+	}
+	free(slab);
+	_tile_release();
+}
+
 #else /* !HAVE_AMX */
 
 bool ab__amx_usable(void)
@@ -286,6 +454,25 @@ void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, 
 {
 	(void)q8, (void)W, (void)wrow, (void)r0, (void)r1, (void)R, (void)nb;
 	(void)xa, (void)T, (void)Y;
+	abort();
+}
+
+size_t ab__amx_k_bytes(int64_t T, int64_t nb)
+{
+	(void)T, (void)nb;
+	return 0;
+}
+
+void ab__amx_pack_k(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+{
+	(void)xq, (void)xrow, (void)xd, (void)xds, (void)T, (void)nb, (void)xa;
+	abort();
+}
+
+void ab__amx_q4k(const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
+		 const int8_t *xa, int64_t T, float *Y)
+{
+	(void)W, (void)wrow, (void)r0, (void)r1, (void)R, (void)nb, (void)xa, (void)T, (void)Y;
 	abort();
 }
 

@@ -45,4 +45,26 @@ void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, in
 void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
 		const int8_t *xa, int64_t T, float *Y);
 
+/* Q4_K_X8 (quant.c): per super-block column of an eight-row group,
+ * AB_X8K4_BLK bytes: d (8 f16), dmin (8 f16), the scales (byte 8 j + r),
+ * the mins (byte 16 i + 2 r + e = min of sub-block 2 i + e), then 32
+ * chunks of the rows' nibble dwords. */
+#define AB_X8K4_BLK 1184
+#define AB_X8K4_SC 32
+#define AB_X8K4_MN 96
+#define AB_X8K4_QS 160
+
+/* Q8_K activations packed for the Q4_K tiles: per tile of sixteen rows
+ * and super-block, the eight sub-blocks' A tiles, the rows' scales and
+ * their eight int16 pair sums (the aux words of quant.c: row t at
+ * xd + t * xds, four words a super-block). */
+size_t ab__amx_k_bytes(int64_t T, int64_t nb);
+void ab__amx_pack_k(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa);
+
+/* As ab__amx_x8 for Q4_K_X8 weights (nb = columns / 256) against Q8_K
+ * activations packed by ab__amx_pack_k; bit-identical to quant.c's
+ * Q4_K_X8 kernels. */
+void ab__amx_q4k(const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
+		 const int8_t *xa, int64_t T, float *Y);
+
 #endif

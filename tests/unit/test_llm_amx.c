@@ -1,7 +1,8 @@
 /*
  * test_llm_amx.c - the AMX prompt kernels (src/llm/quant_amx.c) against
- * the scalar eight-row kernels of quant.c, bit for bit: Q4_0 and Q8_0
- * weights repacked as the model loader does (ab_quant_repack), activation
+ * the scalar eight-row kernels of quant.c, bit for bit: Q4_0, Q8_0 (and,
+ * through ab_matmul, Q4_K) weights repacked as the model loader does
+ * (ab_quant_repack), activation
  * row counts that fill whole tiles, partial tiles and several 64-row
  * passes, row ranges that start inside the matrix. On a machine without
  * AMX (or without the kernel's permission for it) the tests say so and
@@ -113,14 +114,16 @@ Test(amx, matches_scalar_bit_for_bit, .timeout = 300)
 }
 
 /* ab_matmul itself (any path it picks for these sizes) against scalar,
- * with a pool, on prompt-sized inputs where the AMX path applies. */
+ * with a pool, on prompt-sized inputs where the AMX path applies: Q4_0,
+ * Q8_0 and Q4_K (rows of 256 and more for the K-quant). */
 Test(amx, matmul_prompt_shapes, .timeout = 300)
 {
 	struct ab_pool *pool = ab_pool_new(2);
-	static const int64_t shapes[][3] = {{24, 64, 40}, {256, 512, 64}, {200, 256, 23}};
+	static const int64_t shapes[][3] = {{24, 256, 40}, {256, 512, 64}, {200, 256, 23}, {48, 768, 70}};
+	static const uint32_t types[] = {AB_TYPE_Q4_0, AB_TYPE_Q8_0, AB_TYPE_Q4_K};
 	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++)
-		for (int q8 = 0; q8 < 2; q8++) {
-			uint32_t type = q8 ? AB_TYPE_Q8_0 : AB_TYPE_Q4_0;
+		for (size_t ti = 0; ti < AB_ARRAY_LEN(types); ti++) {
+			uint32_t type = types[ti];
 			int64_t R = shapes[s][0], C = shapes[s][1], T = shapes[s][2];
 			float *wf = ab_xmalloc((size_t)(R * C) * sizeof(float));
 			for (int64_t i = 0; i < R * C; i++)
