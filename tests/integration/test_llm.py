@@ -395,3 +395,167 @@ def test_provider_mode_forwards(tmpdir_ab, redis, llm):
         assert "".join(l.get("response", "") for l in lines) == direct["response"]
     finally:
         proxy.stop()
+
+
+# ---- text that is not valid UTF-8 ---------------------------------------------
+
+def _gguf_vocab(path):
+    """tokenizer.ggml.tokens and token_type of a GGUF file (the KV part only)."""
+    import struct
+    data = open(path, "rb").read()
+    assert data[:4] == b"GGUF"
+    o = 8
+    def take(fmt):
+        nonlocal o
+        v = struct.unpack_from("<" + fmt, data, o)[0]
+        o += struct.calcsize("<" + fmt)
+        return v
+    def string():
+        nonlocal o
+        n = take("Q")
+        o += n
+        return data[o - n:o].decode("utf-8")
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?",
+              10: "Q", 11: "q", 12: "d"}
+    def value(t):
+        if t == 8:
+            return string()
+        if t == 9:
+            et, n = take("I"), take("Q")
+            return [value(et) for _ in range(n)]
+        return take(scalar[t])
+    take("Q")  # tensors
+    kv = {}
+    for _ in range(take("Q")):
+        k = string()
+        kv[k] = value(take("I"))
+    return kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"]
+
+
+def _piece_bytes(tokens, types, ids):
+    """The bytes the engine generates for ids (SentencePiece: byte tokens
+    are raw bytes, U+2581 is a space, control tokens give nothing)."""
+    out = b""
+    for i in ids:
+        t, ty = tokens[i], types[i]
+        if ty == 6:
+            out += bytes([int(t[3:5], 16)])
+        elif ty == 1:
+            out += t.replace("\u2581", " ").encode()
+        elif ty == 4:
+            out += t.encode()
+    return out
+
+
+RND = "rnd512"
+
+
+@pytest.fixture(scope="module")
+def rnd_models(tmp_path_factory):
+    """A random-weight llama with stories260K's real SentencePiece vocabulary
+    (256 byte-fallback tokens of 512): sampled hot, it emits lone bytes of
+    multi-byte characters and sequences that are never valid UTF-8."""
+    from conftest import AUTOBOT
+    if not os.access(AUTOBOT, os.X_OK):
+        pytest.skip("%s is not built" % AUTOBOT)
+    d = str(tmp_path_factory.mktemp("utf8-models"))
+    subprocess.check_call([AUTOBOT, "model", "synth", "--dim", "64", "--layers", "1",
+                           "--heads", "4", "--kv-heads", "4", "--ffn", "96", "--vocab", "512",
+                           "--ctx", "256", "--seed", "3", "--type", "f32", "--tokenizer",
+                           shared_path("models", "reference", "stories260K.gguf"),
+                           "-o", os.path.join(d, RND + ".gguf")], stdout=subprocess.DEVNULL)
+    return d
+
+
+@pytest.fixture
+def rnd_llm(tmpdir_ab, redis, rnd_models):
+    svc = Serve(os.path.join(tmpdir_ab, "st"), redis.port, redis.password, role="llm",
+                extra=["--set", "llm.models_dir=" + rnd_models,
+                       "--set", "llm.ollama_dir=" + os.path.join(tmpdir_ab, "no-ollama")]).start()
+    svc.model_file = os.path.join(rnd_models, RND + ".gguf")
+    yield svc
+    svc.stop()
+
+
+HOT = {"temperature": 1.5, "seed": 7, "num_predict": 48}
+
+
+def _answer(llm, route, stream, **extra):
+    """One request at HOT; returns (text, final object, number of text chunks).
+    Every line must be valid UTF-8 and JSON, as a client's strict parser wants."""
+    if route == "/api/generate":
+        body = {"prompt": "Once upon a time", "options": HOT}
+    elif route == "/api/chat":
+        body = {"messages": [{"role": "user", "content": "Hi"}], "options": HOT}
+    else:
+        body = {"messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": HOT["num_predict"], "temperature": HOT["temperature"],
+                "seed": HOT["seed"]}
+    body.update(model=RND, stream=stream, **extra)
+    st, hd, raw = http("POST", llm.port, route, token=llm.token, body=body, timeout=60)
+    assert st == 200, raw
+    raw = raw.decode("utf-8")  # strict: no invalid byte on the wire
+    if route == "/v1/chat/completions":
+        if not stream:
+            o = json.loads(raw)
+            return o["choices"][0]["message"]["content"], o, 0
+        events = [l[6:] for l in raw.split("\n") if l.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        pieces = [c["choices"][0]["delta"]["content"] for c in chunks
+                  if "content" in c["choices"][0]["delta"]]
+        return "".join(pieces), chunks[-1], len(pieces)
+    lines = [json.loads(l) for l in raw.splitlines() if l.strip()]
+    assert "error" not in lines[-1] and lines[-1]["done"], lines[-1]
+    key = (lambda l: l["response"]) if route == "/api/generate" else \
+        (lambda l: l["message"]["content"])
+    if not stream:
+        assert len(lines) == 1
+        return key(lines[0]), lines[0], 0
+    for l in lines[:-1]:
+        assert key(l) != "", l  # no empty chunk: a held byte sends nothing
+    return "".join(key(l) for l in lines), lines[-1], len(lines) - 1
+
+
+@pytest.mark.parametrize("route", ["/api/generate", "/api/chat", "/v1/chat/completions"])
+def test_invalid_utf8_is_replaced_not_dropped(rnd_llm, route):
+    whole, final, _ = _answer(rnd_llm, route, False)
+    streamed, sfinal, n_chunks = _answer(rnd_llm, route, True)
+    # the same seed, the same tokens: the pieces add up to the whole answer
+    assert streamed == whole, (streamed, whole)
+    assert n_chunks > 1
+    assert "\ufffd" in whole, whole  # this seed makes invalid bytes
+    # the counts are the tokens', whatever the bytes
+    if route == "/v1/chat/completions":
+        assert 0 < final["usage"]["completion_tokens"] <= HOT["num_predict"]
+        assert sfinal["choices"][0]["finish_reason"] == final["choices"][0]["finish_reason"]
+    else:
+        assert 0 < final["eval_count"] == sfinal["eval_count"] <= HOT["num_predict"]
+        assert final["done_reason"] == sfinal["done_reason"]
+    if route == "/api/generate":
+        # the text is exactly the generated bytes, decoded as Ollama and
+        # llama.cpp do: whole characters kept (also when split across
+        # tokens), each maximal invalid subpart one U+FFFD
+        tokens, types = _gguf_vocab(rnd_llm.model_file)
+        raw = _piece_bytes(tokens, types, final["context"][-final["eval_count"]:])
+        assert raw.decode("utf-8", "replace") == whole
+        assert any(len(c.encode()) > 1 and c != "\ufffd" for c in whole), \
+            "this seed also makes valid multi-byte characters from byte tokens"
+
+
+def test_stop_string_after_invalid_bytes(rnd_llm):
+    """Stop strings match the generated bytes; the text before the stop is
+    sanitised as the rest (an unfinished character at the cut: U+FFFD)."""
+    whole, final, _ = _answer(rnd_llm, "/api/generate", False)
+    tokens, types = _gguf_vocab(rnd_llm.model_file)
+    raw = _piece_bytes(tokens, types, final["context"][-final["eval_count"]:])
+    # an ASCII word that comes after an invalid byte
+    bad = whole.index("\ufffd")
+    words = [w for w in whole[bad:].split() if w.isascii() and w.isalpha() and len(w) >= 2]
+    assert words, whole
+    stop = words[0]
+    want = raw[:raw.index(stop.encode())].decode("utf-8", "replace")
+    assert "\ufffd" in want and len(want) < len(whole), (stop, want)
+    for stream in (False, True):
+        text, fin, _ = _answer(rnd_llm, "/api/generate", stream, options=dict(HOT, stop=[stop]))
+        assert text == want and fin["done_reason"] == "stop", (stream, text, want)
