@@ -1019,6 +1019,24 @@ ATT_AVX2 static float softmax_avx2(float *s, int n, float mx)
  * the output held in registers across the keys and the next keys
  * prefetched (consecutive positions are contiguous in the cache). */
 #define ATT_AINL __attribute__((always_inline)) inline
+
+/* q.k for a query held in registers: att_dot_avx2's sums (two chains of
+ * eight lanes, then the same horizontal reduction) */
+ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const float *k, const int HD)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	for (int i = 0; i + 2 <= HD / 8; i += 2) {
+		s0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), s0);
+		s1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k + 8 * i + 8), s1);
+	}
+	if (HD / 8 % 2)
+		s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
+	__m256 v = _mm256_add_ps(s0, s1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
 ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const float *V, int n_keys, float scale,
 				       float *s, float *o, const int HD)
 {
@@ -1029,18 +1047,7 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
 	for (int p = 0; p < n_keys; p++) {
 		const float *k = K + (size_t)p * HD;
 		_mm_prefetch((const char *)(k + 8 * HD), _MM_HINT_T0);
-		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-		for (int i = 0; i + 2 <= HD / 8; i += 2) {
-			s0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), s0);
-			s1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k + 8 * i + 8), s1);
-		}
-		if (HD / 8 % 2)
-			s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
-		__m256 v = _mm256_add_ps(s0, s1);
-		__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-		h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-		h = _mm_add_ss(h, _mm_movehdup_ps(h));
-		s[p] = _mm_cvtss_f32(h) * scale;
+		s[p] = att_qk(qv, k, HD) * scale;
 		if (s[p] > mx)
 			mx = s[p];
 	}
@@ -1095,18 +1102,7 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 				qv[d] = _mm256_loadu_ps(qi + 8 * d);
 			for (int p = p0; p < pe; p++) {
 				const float *k = K + (size_t)p * HD;
-				__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-				for (int d = 0; d + 2 <= HD / 8; d += 2) {
-					s0 = _mm256_fmadd_ps(qv[d], _mm256_loadu_ps(k + 8 * d), s0);
-					s1 = _mm256_fmadd_ps(qv[d + 1], _mm256_loadu_ps(k + 8 * d + 8), s1);
-				}
-				if (HD / 8 % 2)
-					s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
-				__m256 v = _mm256_add_ps(s0, s1);
-				__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-				h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-				h = _mm_add_ss(h, _mm_movehdup_ps(h));
-				si[p] = _mm_cvtss_f32(h) * scale;
+				si[p] = att_qk(qv, k, HD) * scale;
 				if (si[p] > mx[i])
 					mx[i] = si[p];
 			}

@@ -1242,6 +1242,18 @@ AVX2 static inline float f16_hw(uint16_t h)
  * activation rows NX (always_inline + a switch on nx), so that the NX
  * accumulators live in registers. */
 #define AINL __attribute__((always_inline)) inline
+/* The call of such a kernel for the run-time nx (1..MM_TB): FN(ARGS, N, OUT)
+ * with N a constant in each case. */
+#define NX_DISPATCH(FN, NX, OUT, ...)                                                          \
+	do {                                                                                   \
+		switch (NX) {                                                                  \
+		case 1: FN(__VA_ARGS__, 1, OUT); break;                                        \
+		case 2: FN(__VA_ARGS__, 2, OUT); break;                                        \
+		case 3: FN(__VA_ARGS__, 3, OUT); break;                                        \
+		default: FN(__VA_ARGS__, 4, OUT); break;                                       \
+		}                                                                              \
+	} while (0)
+_Static_assert(MM_TB == 4, "NX_DISPATCH has a case for each nx up to MM_TB");
 
 /* The 32 nibbles of a Q4_0 block as bytes 0..15: the 16 bytes loaded
  * into both halves (vbroadcasti128, a plain load), the high half shifted
@@ -1326,12 +1338,7 @@ AVX2 static AINL __m256i q8_0_unpack(const struct blk_q8_0 *b)
 			     int nx, float *out)                                               \
 	{                                                                                      \
 		int64_t nb = n / QK;                                                           \
-		switch (nx) {                                                                  \
-		case 1: NAME##_nx(nb, w, x, xs, xd, 1, out); break;                            \
-		case 2: NAME##_nx(nb, w, x, xs, xd, 2, out); break;                            \
-		case 3: NAME##_nx(nb, w, x, xs, xd, 3, out); break;                            \
-		default: NAME##_nx(nb, w, x, xs, xd, 4, out); break;                           \
-		}                                                                              \
+		NX_DISPATCH(NAME##_nx, nx, out, nb, w, x, xs, xd);                              \
 	}
 
 /* PREP(block, q, uq) decodes a weight block; LANES(q, uq, y, ls) gives
@@ -1427,12 +1434,7 @@ DEF_Q_NX(dot_q8_0_vnni, VNNI, struct blk_q8_0, PREP_Q8_0, LANES_Q8_0_VNNI)
 	TGT static void NAME(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd, \
 			     int nx, float *out)                                                \
 	{                                                                                       \
-		switch (nx) {                                                                   \
-		case 1: NAME##_nx(nb, g, x, xs, xd, 1, out); break;                             \
-		case 2: NAME##_nx(nb, g, x, xs, xd, 2, out); break;                             \
-		case 3: NAME##_nx(nb, g, x, xs, xd, 3, out); break;                             \
-		default: NAME##_nx(nb, g, x, xs, xd, 4, out); break;                            \
-		}                                                                               \
+		NX_DISPATCH(NAME##_nx, nx, out, nb, g, x, xs, xd);                              \
 	}
 
 /* LOADW: the eight nibble vectors of a Q4_0_X8 block column */
@@ -1608,12 +1610,7 @@ DEF_X8(grp_q8_0_x8_vnni, VNNI, X8Q8_BLK, 8, loadw_q8, dot8_vnni, 16)
 	TGT static void NAME(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd, \
 			     int nx, float *out)                                                \
 	{                                                                                       \
-		switch (nx) {                                                                   \
-		case 1: NAME##_nx(nb, g, x, xs, xd, 1, out); break;                             \
-		case 2: NAME##_nx(nb, g, x, xs, xd, 2, out); break;                             \
-		case 3: NAME##_nx(nb, g, x, xs, xd, 3, out); break;                             \
-		default: NAME##_nx(nb, g, x, xs, xd, 4, out); break;                            \
-		}                                                                               \
+		NX_DISPATCH(NAME##_nx, nx, out, nb, g, x, xs, xd);                              \
 	}
 
 /* SCV for AVX2: the scale of row r in both int16 halves of lane r */
@@ -1742,12 +1739,7 @@ DEF_X8K4(grp_q4_k_x8_vnni, VNNI, k4_scv32, k4_subdot_vnni)
 			     int nx, float *out)                                                \
 	{                                                                                       \
 		(void)xd;                                                                       \
-		switch (nx) {                                                                   \
-		case 1: NAME##_nx(nb, g, x, xs, 1, out); break;                                 \
-		case 2: NAME##_nx(nb, g, x, xs, 2, out); break;                                 \
-		case 3: NAME##_nx(nb, g, x, xs, 3, out); break;                                 \
-		default: NAME##_nx(nb, g, x, xs, 4, out); break;                                \
-		}                                                                               \
+		NX_DISPATCH(NAME##_nx, nx, out, nb, g, x, xs);                                  \
 	}
 
 /* SCV for AVX2: scale e of lane r's pair (sv: int16 pairs) in both int16
@@ -1851,12 +1843,7 @@ AVX2 static AINL void dot_q4_k_avx2_nx(int64_t n, const void *w, const void *x, 
 AVX2 static void dot_q4_k_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
 	(void)xd;
-	switch (nx) {
-	case 1: dot_q4_k_avx2_nx(n, w, x, xs, 1, out); break;
-	case 2: dot_q4_k_avx2_nx(n, w, x, xs, 2, out); break;
-	case 3: dot_q4_k_avx2_nx(n, w, x, xs, 3, out); break;
-	default: dot_q4_k_avx2_nx(n, w, x, xs, 4, out); break;
-	}
+	NX_DISPATCH(dot_q4_k_avx2_nx, nx, out, n, w, x, xs);
 }
 
 AVX2 static AINL void dot_q6_k_avx2_nx(int64_t n, const void *w, const void *x, size_t xs, const int nx, float *out)
@@ -1912,12 +1899,7 @@ AVX2 static AINL void dot_q6_k_avx2_nx(int64_t n, const void *w, const void *x, 
 AVX2 static void dot_q6_k_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)
 {
 	(void)xd;
-	switch (nx) {
-	case 1: dot_q6_k_avx2_nx(n, w, x, xs, 1, out); break;
-	case 2: dot_q6_k_avx2_nx(n, w, x, xs, 2, out); break;
-	case 3: dot_q6_k_avx2_nx(n, w, x, xs, 3, out); break;
-	default: dot_q6_k_avx2_nx(n, w, x, xs, 4, out); break;
-	}
+	NX_DISPATCH(dot_q6_k_avx2_nx, nx, out, n, w, x, xs);
 }
 
 AVX2 static void dot_f32_avx2(int64_t n, const void *w, const void *x, size_t xs, const float *xd, int nx, float *out)

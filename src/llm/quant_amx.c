@@ -76,8 +76,9 @@
 #define TM 16
 
 /* GCC's tile intrinsics are asm statements that do not tell the compiler
- * they read or write memory: a barrier keeps the stores into B before
- * the tile loads, and the reads of cb after the tile stores. */
+ * they read or write memory: a barrier keeps the stores into the tile
+ * configuration and into B before the asm that reads them, and the reads
+ * of cb after the tile stores. */
 #define MEMBAR() __asm__ __volatile__("" ::: "memory")
 #define Q8_0_BYTES 34 /* f16 scale + 32 quants */
 
@@ -117,6 +118,23 @@ bool ab__amx_usable(void)
 		atomic_store_explicit(&state, v, memory_order_release);
 	}
 	return v == 1;
+}
+
+/* The tile shapes every kernel here uses, two sets (0, 1, 4 and 2, 3,
+ * 5): B (K/4 = 8 rows of 16 columns x 4 bytes), A (TM rows x K = 32
+ * bytes), C (TM rows x 16 int32). */
+AMX static void load_tiles(void)
+{
+	_Alignas(64) struct tilecfg cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.palette = 1;
+	for (int i = 0; i < 2; i++) {
+		cfg.rows[2 * i] = 8, cfg.colsb[2 * i] = 64;
+		cfg.rows[2 * i + 1] = TM, cfg.colsb[2 * i + 1] = 32;
+		cfg.rows[4 + i] = TM, cfg.colsb[4 + i] = 64;
+	}
+	MEMBAR(); /* the stores into cfg are read by the asm */
+	_tile_loadconfig(&cfg);
 }
 
 AMX static inline __m512i load_pair(const uint8_t *p0, const uint8_t *p1)
@@ -199,15 +217,7 @@ AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t 
 		    const int8_t *xa, int64_t T, float *Y)
 {
 	const size_t blk = q8 ? AB_X8_Q8_BLK : AB_X8_Q4_BLK;
-	_Alignas(64) struct tilecfg cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.palette = 1;
-	for (int i = 0; i < 2; i++) {
-		cfg.rows[2 * i] = 8, cfg.colsb[2 * i] = 64;      /* B: K/4 x 16 columns of 4 bytes */
-		cfg.rows[2 * i + 1] = TM, cfg.colsb[2 * i + 1] = 32; /* A: TM rows x K = 32 */
-		cfg.rows[4 + i] = TM, cfg.colsb[4 + i] = 64;     /* C: TM rows x 16 int32 */
-	}
-	_tile_loadconfig(&cfg);
+	load_tiles();
 
 	int8_t *bb = aligned_alloc(64, (size_t)nb * 512); /* the slab's B tiles */
 	if (!bb)
@@ -366,15 +376,7 @@ AMX static void make_kslab(const uint8_t *k0, const uint8_t *k1, struct kslab *k
 AMX void ab__amx_q4k(const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
 		     const int8_t *xa, int64_t T, float *Y)
 {
-	_Alignas(64) struct tilecfg cfg;
-	memset(&cfg, 0, sizeof cfg);
-	cfg.palette = 1;
-	for (int i = 0; i < 2; i++) {
-		cfg.rows[2 * i] = 8, cfg.colsb[2 * i] = 64;
-		cfg.rows[2 * i + 1] = TM, cfg.colsb[2 * i + 1] = 32;
-		cfg.rows[4 + i] = TM, cfg.colsb[4 + i] = 64;
-	}
-	_tile_loadconfig(&cfg);
+	load_tiles();
 
 	struct kslab *slab = aligned_alloc(64, (size_t)nb * sizeof(struct kslab));
 	if (!slab)
