@@ -1983,7 +1983,8 @@ AVX2 static void dot_bf16_avx2(int64_t n, const void *w, const void *x, size_t x
  * accumulators reduced together by a horizontal-add tree (seven
  * instructions for eight rows instead of a reduction a row). For small
  * matrices (stories260K: 64 columns) the per-row reduction and call were
- * most of the work. n is a multiple of 8 (ab_matmul checks). */
+ * most of the work. Columns past the last multiple of 8 are added row
+ * by row after the reduction. */
 AVX2 static AINL __m256 reduce_rows8(const __m256 *a)
 {
 	__m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
@@ -2003,14 +2004,19 @@ AVX2 static AINL __m256 reduce_rows8(const __m256 *a)
 			__m256 a[8];                                                            \
 			for (int r = 0; r < 8; r++)                                             \
 				a[r] = _mm256_setzero_ps();                                     \
-			for (int64_t i = 0; i < n; i += 8) {                                    \
+			int64_t i = 0;                                                          \
+			for (; i + 8 <= n; i += 8) {                                            \
 				__m256 xv = LOADX(xt + i);                                      \
 				for (int r = 0; r < 8; r++)                                     \
 					a[r] = _mm256_fmadd_ps(LOADW(w + (size_t)r * (size_t)n + i), xv, a[r]); \
 			}                                                                       \
 			_mm256_storeu_ps(out + 8 * t, reduce_rows8(a));                         \
+			for (; i < n; i++)                                                      \
+				for (int r = 0; r < 8; r++)                                     \
+					out[8 * t + r] += TOF(w[(size_t)r * (size_t)n + i]) * TOF(xt[i]); \
 		}                                                                               \
 	}
+#define TOF(v) _Generic((v), float: (v), uint16_t: F16(v))
 #define LOAD_F32(p) _mm256_loadu_ps(p)
 #define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
 DEF_ROWS8(rows8_f32_avx2, float, LOAD_F32, LOAD_F32)
@@ -2208,8 +2214,12 @@ static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
 {
 	float o[MM_TB];
 	if (j->gfn) {
-		mm_groups(j, r0, r1);
-		return;
+		/* whole groups of eight; only F32/F16 (R % 8 != 0) leave rows */
+		int64_t r8 = r0 + (r1 - r0) / 8 * 8;
+		mm_groups(j, r0, r8);
+		if (r8 == r1)
+			return;
+		r0 = r8;
 	}
 	for (int64_t rt = r0; rt < r1; rt += MM_RT) {
 		int64_t re = rt + MM_RT < r1 ? rt + MM_RT : r1;
@@ -2258,12 +2268,13 @@ static grpdot_fn x8_fn(uint32_t type)
 	return k6 ? grp_q6_k_x8_scalar : k4 ? grp_q4_k_x8_scalar : q8 ? grp_q8_0_x8_scalar : grp_q4_0_x8_scalar;
 }
 
-/* F32 / F16 weights: the eight-rows-at-a-time kernel where it applies
- * (AVX2, rows and columns multiples of 8), else NULL (a row at a time). */
+/* F32 / F16 weights: the eight-rows-at-a-time kernel with AVX2 (mm_rows
+ * takes rows past the last multiple of 8 one at a time), else NULL. */
 static grpdot_fn rows8_fn(uint32_t type, int64_t R, int64_t C)
 {
 #if AB_X86
-	if (use_avx2() && R % 8 == 0 && C % 8 == 0) {
+	(void)R, (void)C;
+	if (use_avx2()) {
 		if (type == AB_TYPE_F32)
 			return rows8_f32_avx2;
 		if (type == AB_TYPE_F16)
