@@ -73,13 +73,32 @@
  * it allocate a lot inside poppler_page_get_text(); the knowledge base
  * should run extraction where that can be contained (a worker process
  * with resource limits) if it accepts PDFs from untrusted users.
+ *
+ * Loading poppler on first use
+ * ----------------------------
+ * autobot is not linked against libpoppler-glib: with glib, gobject,
+ * gio, cairo, NSS, fontconfig and the rest it brings about 50 shared
+ * objects, and loading them cost every exec of autobot (even --version)
+ * most of its start-up time. We compile against poppler.h for the types
+ * and prototypes only; the first PDF that read_pdf() sees dlopen()s
+ * libpoppler-glib.so.8 and resolves the eleven functions we call (glib's
+ * among them, found through poppler-glib's dependencies) into struct
+ * pdf_api. That happens under pthread_once(), so worker threads may
+ * extract PDFs concurrently from the start; the outcome, success or the
+ * error message, is kept for the life of the process and the library is
+ * never unloaded. If the library or a function is missing, every PDF
+ * fails with AB_EUNAVAIL and "PDF support needs libpoppler-glib (on
+ * Debian and Ubuntu: apt-get install libpoppler-glib8) ..." with the
+ * loader's reason; text, Markdown and HTML are unaffected.
  */
 #include "extract.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <gumbo.h>
 #include <md4c.h>
 #include <poppler.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -2143,17 +2162,112 @@ static void read_html(struct builder *b, const char *s, size_t n,
 	galloc_free_all(&g); /* instead of gumbo_destroy_output: see the top */
 }
 
-/* ---- PDF (poppler-glib) ---- */
+/* ---- PDF (poppler-glib, loaded on first use: see the top) ---- */
+
+/* The poppler and glib functions read_pdf() calls, by their prototypes in
+ * poppler.h and the glib headers. The member names differ from the real
+ * ones so that no glib macro of the same name can rewrite a call. */
+struct pdf_api {
+	GBytes *(*bytes_new_static)(gconstpointer, gsize);
+	void (*bytes_unref)(GBytes *);
+	void (*clear_error)(GError **);
+	void (*free_mem)(gpointer);
+	void (*object_unref)(gpointer);
+	GQuark (*error_quark)(void);
+	PopplerDocument *(*doc_new_from_bytes)(GBytes *, const char *, GError **);
+	int (*doc_n_pages)(PopplerDocument *);
+	gchar *(*doc_title)(PopplerDocument *);
+	PopplerPage *(*doc_page)(PopplerDocument *, int);
+	char *(*page_text)(PopplerPage *);
+};
+
+#define PDF_LIBRARY "libpoppler-glib.so.8"
+#define PDF_INSTALL "on Debian and Ubuntu: apt-get install libpoppler-glib8"
+
+/* The compound literal inside sizeof (never evaluated: no code and no
+ * reference to the symbol) makes the compiler check the member's type
+ * against the header's prototype. */
+#define PDF_RESOLVE(field, name)                                                  \
+	do {                                                                      \
+		(void)sizeof((struct pdf_api){.field = name});                    \
+		void *p_ = dlsym(h, #name);                                       \
+		if (!p_) {                                                        \
+			missing = #name;                                          \
+			goto bad;                                                 \
+		}                                                                 \
+		memcpy(&api->field, &p_, sizeof(p_));                             \
+	} while (0)
+
+/* Opens soname and resolves every function into *api. glib's functions
+ * are found through poppler-glib's own dependencies (dlsym searches the
+ * handle's dependency tree). On success the library stays loaded. */
+static int pdf_load(const char *soname, struct pdf_api *api, char *err, size_t errlen)
+{
+	const char *missing;
+	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		const char *why = dlerror();
+		return fail(err, errlen, AB_EUNAVAIL,
+		            "PDF support needs libpoppler-glib (%s), which could not be loaded: %s",
+		            PDF_INSTALL, why ? why : soname);
+	}
+	PDF_RESOLVE(bytes_new_static, g_bytes_new_static);
+	PDF_RESOLVE(bytes_unref, g_bytes_unref);
+	PDF_RESOLVE(clear_error, g_clear_error);
+	PDF_RESOLVE(free_mem, g_free);
+	PDF_RESOLVE(object_unref, g_object_unref);
+	PDF_RESOLVE(error_quark, poppler_error_quark);
+	PDF_RESOLVE(doc_new_from_bytes, poppler_document_new_from_bytes);
+	PDF_RESOLVE(doc_n_pages, poppler_document_get_n_pages);
+	PDF_RESOLVE(doc_title, poppler_document_get_title);
+	PDF_RESOLVE(doc_page, poppler_document_get_page);
+	PDF_RESOLVE(page_text, poppler_page_get_text);
+	return 0;
+bad:
+	dlclose(h);
+	memset(api, 0, sizeof(*api));
+	return fail(err, errlen, AB_EUNAVAIL,
+	            "PDF support needs libpoppler-glib (%s); %s has no %s", PDF_INSTALL,
+	            soname, missing);
+}
+#undef PDF_RESOLVE
+
+int ab_extract_pdf_load(const char *soname, char *err, size_t errlen)
+{
+	struct pdf_api api;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!soname)
+		return fail(err, errlen, AB_EINVAL, "invalid arguments");
+	return pdf_load(soname, &api, err, errlen);
+}
+
+/* The process's one copy, filled once by pdf_init(). */
+static struct pdf_api pdf;
+static pthread_once_t pdf_once = PTHREAD_ONCE_INIT;
+static int pdf_rc;
+static char pdf_err[256];
+
+static void pdf_init(void)
+{
+	pdf_rc = pdf_load(PDF_LIBRARY, &pdf, pdf_err, sizeof(pdf_err));
+}
 
 static void read_pdf(struct builder *b, const void *data, size_t n, uint32_t max_pages)
 {
+	pthread_once(&pdf_once, pdf_init);
+	if (pdf_rc < 0) {
+		bfail(b, pdf_rc, "%s", pdf_err);
+		return;
+	}
 	/* poppler reads the caller's bytes in place; the document (which
 	 * holds a reference to them) is gone before we return */
-	GBytes *bytes = g_bytes_new_static(data, n);
+	GBytes *bytes = pdf.bytes_new_static(data, n);
 	GError *gerr = NULL;
-	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &gerr);
+	PopplerDocument *doc = pdf.doc_new_from_bytes(bytes, NULL, &gerr);
 	if (!doc) {
-		if (gerr && gerr->domain == POPPLER_ERROR && gerr->code == POPPLER_ERROR_ENCRYPTED)
+		if (gerr && gerr->domain == pdf.error_quark() &&
+		    gerr->code == POPPLER_ERROR_ENCRYPTED)
 			bfail(b, AB_EINVAL,
 			      "the PDF is encrypted with a password: AutoBot cannot "
 			      "read it (upload a copy without the password)");
@@ -2162,33 +2276,33 @@ static void read_pdf(struct builder *b, const void *data, size_t n, uint32_t max
 			      gerr && gerr->message ? gerr->message : "unknown error");
 		goto out;
 	}
-	int pages = poppler_document_get_n_pages(doc);
+	int pages = pdf.doc_n_pages(doc);
 	if (pages < 0 || (uint32_t)pages > max_pages) {
 		bfail(b, AB_ETOOBIG, "the PDF has %d pages; the limit is %u", pages, max_pages);
 		goto out;
 	}
-	char *title = poppler_document_get_title(doc);
+	char *title = pdf.doc_title(doc);
 	if (title)
 		set_title(b, title, strlen(title));
-	g_free(title);
+	pdf.free_mem(title);
 	b->d->npages = (uint32_t)pages;
 	for (int i = 0; i < pages && !stop(b, 1); i++) {
-		PopplerPage *page = poppler_document_get_page(doc, i);
+		PopplerPage *page = pdf.doc_page(doc, i);
 		if (!page)
 			continue;
-		char *text = poppler_page_get_text(page);
-		g_object_unref(page);
+		char *text = pdf.page_text(page);
+		pdf.object_unref(page);
 		b->page = (uint32_t)i + 1;
 		if (text)
 			add_lines(b, text, strlen(text), true, false);
-		g_free(text);
+		pdf.free_mem(text);
 		paragraph(b);
 	}
 out:
 	if (doc)
-		g_object_unref(doc);
-	g_clear_error(&gerr);
-	g_bytes_unref(bytes);
+		pdf.object_unref(doc);
+	pdf.clear_error(&gerr);
+	pdf.bytes_unref(bytes);
 }
 
 /* ---- the entry point ---- */

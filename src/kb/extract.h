@@ -6,8 +6,8 @@
  * The input is untrusted: every format is read under limits (input size,
  * result size, PDF pages, time), and anything that is not one of the four
  * formats is refused with a message meant for the person who uploaded it.
- * The parsers are md4c (Markdown), gumbo (HTML) and poppler-glib (PDF);
- * none of their types appear here.
+ * The parsers are md4c (Markdown), gumbo (HTML) and poppler-glib (PDF,
+ * loaded with dlopen() on the first PDF); none of their types appear here.
  */
 #ifndef AB_KB_EXTRACT_H
 #define AB_KB_EXTRACT_H
@@ -95,7 +95,9 @@ int ab_extract_detect(const void *data, size_t len, const char *mime, const char
  * a message for the uploader and the result is
  *   AB_EINVAL   unsupported type, binary data, a broken or encrypted PDF;
  *   AB_ETOOBIG  a limit of lim was exceeded;
- *   AB_ETIMEOUT lim->max_ms, or the HTML parser's own budget, passed.
+ *   AB_ETIMEOUT lim->max_ms, or the HTML parser's own budget, passed;
+ *   AB_EUNAVAIL a PDF, and libpoppler-glib.so.8 cannot be loaded (the
+ *               message says which package to install).
  * Plain text (and the text of Markdown and HTML): a UTF-8 byte-order mark
  * is dropped, UTF-16 with a byte-order mark is converted, CRLF and CR
  * become LF, invalid UTF-8 becomes U+FFFD; input with a NUL byte, or with
@@ -104,6 +106,13 @@ int ab_extract_detect(const void *data, size_t len, const char *mime, const char
 int ab_extract(const void *data, size_t len, const char *mime, const char *filename,
                const struct ab_extract_limits *lim, struct ab_doc_text **out, char *err,
                size_t errlen);
+
+/* Tries to load PDF support from the shared library soname, the way
+ * ab_extract() loads libpoppler-glib.so.8 on its first PDF, without
+ * touching the copy ab_extract() uses: 0 when soname opens and has every
+ * function needed, else AB_EUNAVAIL with the message ab_extract() would
+ * give (AB_EINVAL when soname is NULL). For tests and diagnostics. */
+int ab_extract_pdf_load(const char *soname, char *err, size_t errlen);
 
 /* Frees d with its title and blocks; NULL is ignored. */
 void ab_doc_text_free(struct ab_doc_text *d);

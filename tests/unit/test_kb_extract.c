@@ -2,8 +2,9 @@
  * test_kb_extract.c - unit tests for src/kb/extract.c: text, Markdown,
  * HTML and PDF extraction from the sample documents in tests/data/kb (the
  * PDFs are written by tests/data/kb/make_pdfs.py), type detection and
- * refusals, broken and encrypted PDFs, every limit, and the rendering for
- * the chunker (checked by running src/text/chunk.c on it).
+ * refusals, broken and encrypted PDFs, every limit, loading poppler on
+ * first use (from several threads; a missing library), and the rendering
+ * for the chunker (checked by running src/text/chunk.c on it).
  *
  * Every successful extraction also goes through check_doc(), which holds
  * each block to the promises of extract.h.
@@ -14,6 +15,8 @@
 #include "extract.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,6 +534,62 @@ Test(pdf, page_limit)
 	cr_assert_eq(d->npages, 3);
 	ab_doc_text_free(d);
 	free(data);
+}
+
+/* The library is loaded on the first PDF (criterion runs each test in a
+ * fresh process, so here that is the first use): several threads at once
+ * must all get the one copy. */
+struct pdf_bytes {
+	const char *data;
+	size_t len;
+};
+
+static void *extract_manual(void *arg)
+{
+	const struct pdf_bytes *in = arg;
+	struct ab_doc_text *d = NULL;
+	char err[256];
+	int rc = ab_extract(in->data, in->len, NULL, "manual.pdf", NULL, &d, err, sizeof(err));
+	uint32_t pages = rc == 0 ? d->npages : 0;
+	ab_doc_text_free(d);
+	return (void *)(uintptr_t)pages;
+}
+
+Test(pdf, first_use_from_threads)
+{
+	struct pdf_bytes in;
+	char *data = read_data("manual.pdf", &in.len);
+	in.data = data;
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, extract_manual, &in), 0);
+	for (int i = 0; i < 4; i++) {
+		void *pages;
+		cr_assert_eq(pthread_join(t[i], &pages), 0);
+		cr_assert_eq((uintptr_t)pages, 3, "thread %d", i);
+	}
+	free(data);
+}
+
+Test(pdf, library_missing)
+{
+	char err[256];
+	int rc = ab_extract_pdf_load("libpoppler-glib-absent.so.0", err, sizeof(err));
+	cr_assert_eq(rc, AB_EUNAVAIL);
+	cr_assert(strstr(err, "PDF support needs libpoppler-glib"), "%s", err);
+	cr_assert(strstr(err, "apt-get install libpoppler-glib8"), "%s", err);
+	cr_assert(strstr(err, "libpoppler-glib-absent.so.0"), "%s", err);
+	/* a library without poppler's functions */
+	rc = ab_extract_pdf_load("libc.so.6", err, sizeof(err));
+	cr_assert_eq(rc, AB_EUNAVAIL);
+	cr_assert(strstr(err, "libc.so.6 has no g_bytes_new_static"), "%s", err);
+	cr_assert_eq(ab_extract_pdf_load(NULL, err, sizeof(err)), AB_EINVAL);
+	/* neither touched the copy ab_extract() uses */
+	cr_assert_eq(ab_extract_pdf_load("libpoppler-glib.so.8", err, sizeof(err)), 0, "%s",
+	             err);
+	struct ab_doc_text *d = extract_file("manual.pdf");
+	cr_assert_eq(d->npages, 3);
+	ab_doc_text_free(d);
 }
 
 /* ---- detection ---- */
