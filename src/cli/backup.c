@@ -1702,11 +1702,9 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		}
 		struct ab_sha256 sh;
 		ab_sha256_init(&sh);
-		uint64_t got = 0;
 		ssize_t k;
 		while ((k = ab_archive_read(r, buf, 1 << 17)) > 0) {
 			ab_sha256_update(&sh, buf, (size_t)k);
-			got += (uint64_t)k;
 			if (out >= 0 && (rc = write_all(out, buf, (size_t)k)) < 0)
 				break;
 			char a[32], b[32];
@@ -2284,7 +2282,7 @@ int ab_cmd_backup(int argc, char **argv)
 	    {.name = "--json", .flag = &as_json},
 	    {.name = "--yes", .flag = &yes},
 	    {.name = "--live", .flag = &live},
-	    {NULL},
+	    {.name = NULL},
 	};
 	const char *pos[1];
 	size_t n_pos = 0;

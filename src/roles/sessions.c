@@ -679,6 +679,8 @@ void ab_chat_h_message(struct ab_http_req *req)
 		return;
 	struct turn *t = NULL;
 	json_t *msgs = NULL, *body = NULL;
+	/* declared before the first goto out: out frees it */
+	json_t *sources = NULL;
 	char *llm = NULL;
 	int err = 0;
 	const char *model = json_string_value(json_object_get(s, "model"));
@@ -716,7 +718,6 @@ void ab_chat_h_message(struct ab_http_req *req)
 		goto out;
 	}
 	/* "rag": true: passages from the knowledge base go into the prompt */
-	json_t *sources = NULL;
 	char *context = NULL;
 	if (json_is_true(json_object_get(req->json, "rag"))) {
 		char kerr[256] = "";
