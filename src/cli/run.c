@@ -52,7 +52,9 @@ static void usage_run(FILE *f)
 		"  --seed N             sampling seed (default: from the clock)\n"
 		"  --num-predict N      tokens to generate at most (default 128)\n"
 		"  --threads N          threads (default: 1 for models under 50M\n"
-		"                       parameters, else up to 2)\n"
+		"                       parameters, else up to 8)\n"
+		"  --kv-cache TYPE      f16 or f32: how attention keys and values are\n"
+		"                       kept (default f16, f32 for F32 models)\n"
 		"  --ctx N              context size in tokens (default min(train, 4096))\n"
 		"  --top-k K            (default 40; 0 = off)\n"
 		"  --top-p P            (default 0.9; 1 = off)\n"
@@ -307,7 +309,8 @@ int ab_cmd_run(int argc, char **argv)
 	struct ab_cli_common co = {0};
 	bool raw = false;
 	const char *tok_s = NULL, *temp_s = NULL, *seed_s = NULL, *np_s = NULL, *thr_s = NULL,
-		   *ctx_s = NULL, *topk_s = NULL, *topp_s = NULL, *minp_s = NULL, *rp_s = NULL;
+		   *ctx_s = NULL, *topk_s = NULL, *topp_s = NULL, *minp_s = NULL, *rp_s = NULL,
+		   *kv_s = NULL;
 	const struct ab_cli_opt opts[] = {
 		{"--raw", &raw, NULL},
 		{"--tokenizer", NULL, &tok_s},
@@ -320,6 +323,7 @@ int ab_cmd_run(int argc, char **argv)
 		{"--top-p", NULL, &topp_s},
 		{"--min-p", NULL, &minp_s},
 		{"--repeat-penalty", NULL, &rp_s},
+		{"--kv-cache", NULL, &kv_s},
 		{NULL, NULL, NULL},
 	};
 	const char *pos[2];
@@ -359,6 +363,11 @@ int ab_cmd_run(int argc, char **argv)
 	    (rp_s && parse_float("--repeat-penalty", rp_s, 0, 100, &sp.repeat_penalty) < 0))
 		return AB_EXIT_USAGE;
 
+	if (kv_s && strcmp(kv_s, "f16") && strcmp(kv_s, "f32")) {
+		fprintf(stderr, "autobot run: --kv-cache must be f16 or f32, not %s\n", kv_s);
+		return AB_EXIT_USAGE;
+	}
+
 	const char *path = pos[0];
 	char *resolved = NULL;
 	struct stat st;
@@ -394,6 +403,7 @@ int ab_cmd_run(int argc, char **argv)
 	}
 	free(resolved); /* path is not used after loading */
 	path = NULL;
+	ab_llm_model_set_kv_f16(r.m, kv_s ? !strcmp(kv_s, "f16") : ab_llm_kv_f16_default(r.m));
 	if (ab_llm_ctx_new(r.m, (int)n_ctx, (int)threads, &r.ctx, err, sizeof(err)) < 0) {
 		fprintf(stderr, "autobot run: %s\n", err);
 		ab_llm_model_free(r.m);

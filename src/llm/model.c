@@ -128,11 +128,15 @@ struct ab_llm_model {
 	struct layer *layers;
 	size_t weight_bytes;
 	uint64_t n_params;
+	bool kv_f16; /* contexts made from now on keep K and V as F16 */
 };
 
 /* Prompt attention takes the queries of a head ATT_G tokens at a time
  * (see att_group) */
 #define ATT_G 16
+/* a thread's attention scratch: ATT_G rows of scores, and one key and one
+ * value row as float (the F16 cache's slow path) */
+#define SCORE_FLOATS(n_ctx, hd) (ATT_G * (size_t)(n_ctx) + 2 * (size_t)(hd))
 
 struct ab_llm_ctx {
 	struct ab_llm_model *m;
@@ -141,7 +145,8 @@ struct ab_llm_ctx {
 	int kv_dim, q_dim;
 	/* [n_layer][n_head_kv][n_ctx][head_dim]: a head's keys (values) for
 	 * consecutive positions are contiguous, so attention streams them */
-	float *k_cache, *v_cache;
+	void *k_cache, *v_cache;  /* float, or F16 (uint16_t) with kv16 */
+	bool kv16;
 	float *kt, *vt;           /* [n_batch][kv_dim]: a chunk's new keys and values */
 	float *x, *xb, *xb2;      /* [n_batch][n_embd] */
 	float *q, *att;           /* [n_batch][q_dim] */
@@ -746,6 +751,16 @@ const struct ab_gguf *ab_llm_model_gguf(const struct ab_llm_model *m)
 	return m->from_llama2c ? NULL : m->g;
 }
 
+void ab_llm_model_set_kv_f16(struct ab_llm_model *m, bool on)
+{
+	m->kv_f16 = on;
+}
+
+bool ab_llm_kv_f16_default(const struct ab_llm_model *m)
+{
+	return m->hp.file_type != AB_TYPE_F32;
+}
+
 size_t ab_llm_model_weight_bytes(const struct ab_llm_model *m)
 {
 	return m->weight_bytes;
@@ -770,7 +785,7 @@ static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batc
 	size_t q_dim = (size_t)hp->n_head * (size_t)m->head_dim;
 	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
 	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff) +
-	       (size_t)threads * ATT_G * (size_t)n_ctx + (size_t)hp->n_vocab;
+	       (size_t)threads * SCORE_FLOATS(n_ctx, m->head_dim) + (size_t)hp->n_vocab;
 }
 
 size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch)
@@ -782,7 +797,8 @@ size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch)
 	const struct ab_llm_hparams *hp = &m->hp;
 	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
 	size_t kv = 2 * (size_t)hp->n_layer * (size_t)n_ctx * kv_dim;
-	return (kv + scratch_floats(m, n_ctx, n_batch, default_threads(m))) * sizeof(float);
+	return kv * (m->kv_f16 ? sizeof(uint16_t) : sizeof(float)) +
+	       scratch_floats(m, n_ctx, n_batch, default_threads(m)) * sizeof(float);
 }
 
 /* ---- contexts ---- */
@@ -809,8 +825,9 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 	c->kv_dim = hp->n_head_kv * m->head_dim;
 	c->q_dim = hp->n_head * m->head_dim;
 	size_t kv = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)c->kv_dim;
-	c->k_cache = ab_xcalloc(kv, sizeof(float));
-	c->v_cache = ab_xcalloc(kv, sizeof(float));
+	c->kv16 = m->kv_f16;
+	c->k_cache = ab_xcalloc(kv, c->kv16 ? sizeof(uint16_t) : sizeof(float));
+	c->v_cache = ab_xcalloc(kv, c->kv16 ? sizeof(uint16_t) : sizeof(float));
 	size_t B = (size_t)c->n_batch;
 	c->x = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
 	c->xb = ab_xmalloc(B * (size_t)hp->n_embd * sizeof(float));
@@ -822,7 +839,7 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 	c->hb = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->hb2 = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->pool = ab_pool_new(n_threads);
-	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * ATT_G * (size_t)n_ctx * sizeof(float));
+	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * SCORE_FLOATS(n_ctx, m->head_dim) * sizeof(float));
 	c->logits = ab_xmalloc((size_t)hp->n_vocab * sizeof(float));
 	*out = c;
 	return 0;
@@ -936,7 +953,7 @@ static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ATT_X86 1
-#define ATT_AVX2 __attribute__((target("avx2,fma")))
+#define ATT_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 ATT_AVX2 static float att_dot_avx2(const float *a, const float *b, int n)
 {
@@ -1022,32 +1039,47 @@ ATT_AVX2 static float softmax_avx2(float *s, int n, float mx)
 
 /* q.k for a query held in registers: att_dot_avx2's sums (two chains of
  * eight lanes, then the same horizontal reduction) */
-ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const float *k, const int HD)
+/* eight keys' or values' elements i..i+7 of a cache row, as float (the F16
+ * cache converted by F16C: exact) */
+ATT_AVX2 static ATT_AINL __m256 kv8(const void *row, int i, const bool KV16)
+{
+	if (KV16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)row + i)));
+	return _mm256_loadu_ps((const float *)row + i);
+}
+
+/* row p of a head's cache */
+static ATT_AINL const void *kv_row(const void *base, int p, int HD, const bool KV16)
+{
+	return (const char *)base + (size_t)p * (size_t)HD * (KV16 ? 2 : 4);
+}
+
+ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const void *k, const int HD, const bool KV16)
 {
 	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
 	for (int i = 0; i + 2 <= HD / 8; i += 2) {
-		s0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), s0);
-		s1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k + 8 * i + 8), s1);
+		s0 = _mm256_fmadd_ps(qv[i], kv8(k, 8 * i, KV16), s0);
+		s1 = _mm256_fmadd_ps(qv[i + 1], kv8(k, 8 * i + 8, KV16), s1);
 	}
 	if (HD / 8 % 2)
-		s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], _mm256_loadu_ps(k + HD - 8), s0);
+		s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], kv8(k, HD - 8, KV16), s0);
 	__m256 v = _mm256_add_ps(s0, s1);
 	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
 	h = _mm_add_ss(h, _mm_movehdup_ps(h));
 	return _mm_cvtss_f32(h);
 }
-ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const float *V, int n_keys, float scale,
-				       float *s, float *o, const int HD)
+ATT_AVX2 static ATT_AINL void att_head(const float *q, const void *K, const void *V, int n_keys, float scale,
+				       float *s, float *o, const int HD, const bool KV16)
 {
 	__m256 qv[16], ov[16];
 	for (int i = 0; i < HD / 8; i++)
 		qv[i] = _mm256_loadu_ps(q + 8 * i);
 	float mx = -INFINITY;
 	for (int p = 0; p < n_keys; p++) {
-		const float *k = K + (size_t)p * HD;
-		_mm_prefetch((const char *)(k + 8 * HD), _MM_HINT_T0);
-		s[p] = att_qk(qv, k, HD) * scale;
+		const void *k = kv_row(K, p, HD, KV16);
+		_mm_prefetch((const char *)kv_row(k, 8, HD, KV16), _MM_HINT_T0);
+		s[p] = att_qk(qv, k, HD, KV16) * scale;
 		if (s[p] > mx)
 			mx = s[p];
 	}
@@ -1055,11 +1087,11 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
 	for (int i = 0; i < HD / 8; i++)
 		ov[i] = _mm256_setzero_ps();
 	for (int p = 0; p < n_keys; p++) {
-		const float *v = V + (size_t)p * HD;
-		_mm_prefetch((const char *)(v + 8 * HD), _MM_HINT_T0);
+		const void *v = kv_row(V, p, HD, KV16);
+		_mm_prefetch((const char *)kv_row(v, 8, HD, KV16), _MM_HINT_T0);
 		__m256 wv = _mm256_set1_ps(s[p] * inv);
 		for (int i = 0; i < HD / 8; i++)
-			ov[i] = _mm256_add_ps(ov[i], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * i)));
+			ov[i] = _mm256_add_ps(ov[i], _mm256_mul_ps(wv, kv8(v, 8 * i, KV16)));
 	}
 	for (int i = 0; i < HD / 8; i++)
 		_mm256_storeu_ps(o + 8 * i, ov[i]);
@@ -1069,10 +1101,15 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const float *K, const flo
  * them: multiples of 8 up to 128 (q and the output in registers) */
 #define ATT_SIZES(X) X(8) X(16) X(24) X(32) X(48) X(64) X(80) X(96) X(128)
 #define ATT_HEAD_FN(HD)                                                                        \
-	ATT_AVX2 static void att_head_##HD(const float *q, const float *K, const float *V, int n_keys, \
+	ATT_AVX2 static void att_head_##HD(const float *q, const void *K, const void *V, int n_keys,  \
 					  float scale, float *s, float *o)                     \
 	{                                                                                      \
-		att_head(q, K, V, n_keys, scale, s, o, HD);                                    \
+		att_head(q, K, V, n_keys, scale, s, o, HD, false);                             \
+	}                                                                                      \
+	ATT_AVX2 static void att_head_##HD##_h(const float *q, const void *K, const void *V, int n_keys, \
+					      float scale, float *s, float *o)                 \
+	{                                                                                      \
+		att_head(q, K, V, n_keys, scale, s, o, HD, true);                              \
 	}
 ATT_SIZES(ATT_HEAD_FN)
 
@@ -1084,8 +1121,8 @@ ATT_SIZES(ATT_HEAD_FN)
  * operations and their order are att_head's (scores in key order, the
  * same softmax, the output summed in key order, held in registers within
  * a block and in memory between blocks), so the bits are the same. */
-ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk0, const float *K, const float *V,
-					float scale, float *s, size_t ss, float *o, const int HD)
+ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk0, const void *K, const void *V,
+					float scale, float *s, size_t ss, float *o, const int HD, const bool KV16)
 {
 	const int KB = 4096 / HD; /* keys a block */
 	int nk_max = nk0 + G - 1;
@@ -1101,8 +1138,7 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			for (int d = 0; d < HD / 8; d++)
 				qv[d] = _mm256_loadu_ps(qi + 8 * d);
 			for (int p = p0; p < pe; p++) {
-				const float *k = K + (size_t)p * HD;
-				si[p] = att_qk(qv, k, HD) * scale;
+				si[p] = att_qk(qv, kv_row(K, p, HD, KV16), HD, KV16) * scale;
 				if (si[p] > mx[i])
 					mx[i] = si[p];
 			}
@@ -1122,10 +1158,10 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			for (int d = 0; d < HD / 8; d++)
 				ov[d] = _mm256_loadu_ps(oi + 8 * d);
 			for (int p = p0; p < pe; p++) {
-				const float *v = V + (size_t)p * HD;
+				const void *v = kv_row(V, p, HD, KV16);
 				__m256 wv = _mm256_set1_ps(si[p] * inv[i]);
 				for (int d = 0; d < HD / 8; d++)
-					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * d)));
+					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, kv8(v, 8 * d, KV16)));
 			}
 			for (int d = 0; d < HD / 8; d++)
 				_mm256_storeu_ps(oi + 8 * d, ov[d]);
@@ -1134,15 +1170,20 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 }
 
 #define ATT_GROUP_FN(HD)                                                                       \
-	ATT_AVX2 static void att_group_##HD(const float *q, size_t qs, int G, int nk0, const float *K,  \
-					   const float *V, float scale, float *s, size_t ss, float *o) \
+	ATT_AVX2 static void att_group_##HD(const float *q, size_t qs, int G, int nk0, const void *K,   \
+					   const void *V, float scale, float *s, size_t ss, float *o) \
 	{                                                                                      \
-		att_group(q, qs, G, nk0, K, V, scale, s, ss, o, HD);                           \
+		att_group(q, qs, G, nk0, K, V, scale, s, ss, o, HD, false);                    \
+	}                                                                                      \
+	ATT_AVX2 static void att_group_##HD##_h(const float *q, size_t qs, int G, int nk0, const void *K, \
+					       const void *V, float scale, float *s, size_t ss, float *o) \
+	{                                                                                      \
+		att_group(q, qs, G, nk0, K, V, scale, s, ss, o, HD, true);                     \
 	}
 ATT_SIZES(ATT_GROUP_FN)
 
-typedef void (*att_head_fn)(const float *, const float *, const float *, int, float, float *, float *);
-typedef void (*att_group_fn)(const float *, size_t, int, int, const float *, const float *, float, float *, size_t,
+typedef void (*att_head_fn)(const float *, const void *, const void *, int, float, float *, float *);
+typedef void (*att_group_fn)(const float *, size_t, int, int, const void *, const void *, float, float *, size_t,
 			     float *);
 
 /* g[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u */
@@ -1159,14 +1200,14 @@ ATT_AVX2 static void swiglu_avx2(float *g, const float *u, size_t n)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* the kernels for head size hd, or false */
-static bool att_fns(int hd, att_head_fn *fh, att_group_fn *fg)
+/* the kernels for head size hd and the cache's type, or false */
+static bool att_fns(int hd, bool kv16, att_head_fn *fh, att_group_fn *fg)
 {
 	switch (hd) {
 #define ATT_CASE(HD)                                                                           \
 	case HD:                                                                               \
-		*fh = att_head_##HD;                                                           \
-		*fg = att_group_##HD;                                                          \
+		*fh = kv16 ? att_head_##HD##_h : att_head_##HD;                                \
+		*fg = kv16 ? att_group_##HD##_h : att_group_##HD;                              \
 		return true;
 		ATT_SIZES(ATT_CASE)
 #undef ATT_CASE
@@ -1209,6 +1250,24 @@ struct attn_job {
 	int layer, T, pos0;
 };
 
+/* the cache element at index off */
+static const void *kv_at(const struct ab_llm_ctx *c, const void *cache, size_t off)
+{
+	return (const char *)cache + off * (c->kv16 ? sizeof(uint16_t) : sizeof(float));
+}
+
+/* row p of a head's cache as float: in place, or converted into tmp */
+static const float *kv_float(const struct ab_llm_ctx *c, const void *head, int p, float *tmp)
+{
+	int hd = c->m->head_dim;
+	if (!c->kv16)
+		return (const float *)head + (size_t)p * hd;
+	const uint16_t *r = (const uint16_t *)head + (size_t)p * hd;
+	for (int i = 0; i < hd; i++)
+		tmp[i] = ab_f16_to_f32(r[i]);
+	return tmp;
+}
+
 static void attn_worker(void *ud, int ith, int nth)
 {
 	const struct attn_job *j = ud;
@@ -1218,13 +1277,13 @@ static void attn_worker(void *ud, int ith, int nth)
 	int group = n_head / m->hp.n_head_kv;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
-	float *s = c->scores + (size_t)ith * ATT_G * (size_t)c->n_ctx;
+	float *s = c->scores + (size_t)ith * SCORE_FLOATS(c->n_ctx, hd);
 	int items = j->T * n_head;
 	bool simd = !strcmp(ab_quant_backend(), "avx2");
 #if ATT_X86
 	att_head_fn fh = NULL;
 	att_group_fn fg = NULL;
-	bool fast = simd && att_fns(hd, &fh, &fg);
+	bool fast = simd && att_fns(hd, c->kv16, &fh, &fg);
 	if (fast && j->T > 1) {
 		/* prompts: (head, ATT_G consecutive tokens) items */
 		int ng = (j->T + ATT_G - 1) / ATT_G;
@@ -1233,8 +1292,8 @@ static void attn_worker(void *ud, int ith, int nth)
 			int G = j->T - t0 < ATT_G ? j->T - t0 : ATT_G;
 			size_t head_off = layer_off + (size_t)(h / group) * (size_t)c->n_ctx * (size_t)hd;
 			size_t qoff = (size_t)t0 * c->q_dim + (size_t)h * hd;
-			fg(c->q + qoff, (size_t)c->q_dim, G, j->pos0 + t0 + 1, c->k_cache + head_off,
-			   c->v_cache + head_off, scale, s, (size_t)c->n_ctx, c->att + qoff);
+			fg(c->q + qoff, (size_t)c->q_dim, G, j->pos0 + t0 + 1, kv_at(c, c->k_cache, head_off),
+			   kv_at(c, c->v_cache, head_off), scale, s, (size_t)c->n_ctx, c->att + qoff);
 		}
 		return;
 	}
@@ -1244,7 +1303,7 @@ static void attn_worker(void *ud, int ith, int nth)
 		int kvh = h / group;
 		int n_keys = j->pos0 + t + 1; /* causal: positions 0..pos */
 		size_t head_off = layer_off + (size_t)kvh * (size_t)c->n_ctx * (size_t)hd;
-		const float *K = c->k_cache + head_off, *V = c->v_cache + head_off;
+		const void *K = kv_at(c, c->k_cache, head_off), *V = kv_at(c, c->v_cache, head_off);
 		const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
 		float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
 #if ATT_X86
@@ -1253,9 +1312,12 @@ static void attn_worker(void *ud, int ith, int nth)
 			continue;
 		}
 #endif
+		/* any head size, or no AVX2: a row at a time (F16 rows
+		 * converted into the scratch after the scores) */
+		float *krow = s + ATT_G * (size_t)c->n_ctx, *vrow = krow + hd;
 		float mx = -INFINITY;
 		for (int p = 0; p < n_keys; p++) {
-			s[p] = att_dot(q, K + (size_t)p * hd, hd, simd) * scale;
+			s[p] = att_dot(q, kv_float(c, K, p, krow), hd, simd) * scale;
 			if (s[p] > mx)
 				mx = s[p];
 		}
@@ -1268,7 +1330,7 @@ static void attn_worker(void *ud, int ith, int nth)
 		for (int i = 0; i < hd; i++)
 			o[i] = 0;
 		for (int p = 0; p < n_keys; p++)
-			att_axpy(o, s[p] * inv, V + (size_t)p * hd, hd, simd);
+			att_axpy(o, s[p] * inv, kv_float(c, V, p, vrow), hd, simd);
 	}
 }
 
@@ -1342,8 +1404,17 @@ static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
 		size_t off = layer_off + ((size_t)h * (size_t)c->n_ctx + (size_t)pos0) * (size_t)hd;
 		for (int t = 0; t < T; t++) {
 			size_t src = (size_t)t * (size_t)c->kv_dim + (size_t)h * (size_t)hd;
-			memcpy(c->k_cache + off + (size_t)t * hd, c->kt + src, (size_t)hd * sizeof(float));
-			memcpy(c->v_cache + off + (size_t)t * hd, c->vt + src, (size_t)hd * sizeof(float));
+			size_t dst = off + (size_t)t * hd;
+			if (c->kv16) {
+				uint16_t *kd = (uint16_t *)c->k_cache + dst, *vd = (uint16_t *)c->v_cache + dst;
+				for (int i = 0; i < hd; i++) {
+					kd[i] = ab_f32_to_f16(c->kt[src + (size_t)i]);
+					vd[i] = ab_f32_to_f16(c->vt[src + (size_t)i]);
+				}
+			} else {
+				memcpy((float *)c->k_cache + dst, c->kt + src, (size_t)hd * sizeof(float));
+				memcpy((float *)c->v_cache + dst, c->vt + src, (size_t)hd * sizeof(float));
+			}
 		}
 	}
 }

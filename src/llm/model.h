@@ -13,6 +13,7 @@
 #include "quant.h"
 #include "tokenizer.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,14 @@ const struct ab_llm_hparams *ab_llm_model_hparams(const struct ab_llm_model *m);
 const struct ab_tok *ab_llm_model_tok(const struct ab_llm_model *m);
 /* The GGUF the model came from (NULL for llama2.c checkpoints). */
 const struct ab_gguf *ab_llm_model_gguf(const struct ab_llm_model *m);
+/* Contexts created after this call keep the attention keys and values as
+ * F16 (on) or float32 (off, the default): half the cache's memory and the
+ * attention's memory traffic, llama.cpp's default; logits move by float16
+ * rounding of K and V (the engine's reference tests run with float32).
+ * ab_llm_kv_f16_default() is what the CLI and the llm role use: F16
+ * unless the weights are F32. */
+void ab_llm_model_set_kv_f16(struct ab_llm_model *m, bool on);
+bool ab_llm_kv_f16_default(const struct ab_llm_model *m);
 /* Bytes of weights, and of one context of n_ctx tokens (KV + scratch). */
 size_t ab_llm_model_weight_bytes(const struct ab_llm_model *m);
 size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch);

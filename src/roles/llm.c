@@ -348,7 +348,10 @@ static int load_into(struct llm_state *st, const struct job *j, struct slot *s, 
 		return ab_bert_load(j->path, &bo, &s->bert, err, errlen);
 	}
 	struct ab_llm_load_opts lo = {.mem_budget = budget, .n_ctx = j->num_ctx};
-	return ab_llm_model_load(j->path, &lo, &s->model, err, errlen);
+	int rc = ab_llm_model_load(j->path, &lo, &s->model, err, errlen);
+	if (rc == 0) /* F16 keys and values, as llama.cpp and Ollama keep them */
+		ab_llm_model_set_kv_f16(s->model, ab_llm_kv_f16_default(s->model));
+	return rc;
 }
 
 /* Finds or loads the model of job j and marks it busy. Returns the slot,
