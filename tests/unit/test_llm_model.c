@@ -468,28 +468,42 @@ Test(model, batch_equals_token_by_token, .timeout = 120)
 	batch_vs_single("tiny-llama-spm.q4_k_m", 2);
 }
 
+/* 100 tokens (ids i * mul + add mod mod, plus 3; BOS first) evaluated as
+ * one batch with 2 threads and one token at a time with 1: every
+ * position's logits within max_abs, or bit for bit when max_abs < 0. */
+static void batch_vs_tokens(struct ab_llm_model *m, int mul, int add, int mod, double max_abs,
+			    const char *label)
+{
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	int32_t toks[100];
+	for (int i = 0; i < 100; i++)
+		toks[i] = i == 0 ? 1 : (int32_t)((i * mul + add) % mod + 3);
+	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
+	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
+		if (max_abs < 0) {
+			cr_assert(!memcmp(one, all + (size_t)i * V, V * sizeof(float)),
+				  "%s: position %d differs between the batch and one token at a time", label, i);
+		} else {
+			struct diff d = compare(one, all + (size_t)i * V, V);
+			cr_assert_leq(d.max_abs, max_abs, "%s position %d: %g", label, i, d.max_abs);
+		}
+	}
+	free(all);
+	free(one);
+	ab_llm_ctx_free(c1);
+	ab_llm_ctx_free(c2);
+}
+
 Test(model, long_prompt_in_chunks, .timeout = 120)
 {
 	/* 100 tokens: more than one batch of 64; the chunked batch must agree
 	 * with a one-by-one run at every position. */
 	char *path = shared("models/reference/stories260K.gguf");
 	struct ab_llm_model *m = load(path, NULL);
-	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
-	int32_t toks[100];
-	for (int i = 0; i < 100; i++)
-		toks[i] = i == 0 ? 1 : (int32_t)((i * 97 + 13) % 500 + 3);
-	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
-	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
-	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
-	for (int i = 0; i < 100; i++) {
-		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
-		struct diff d = compare(one, all + (size_t)i * V, V);
-		cr_assert_leq(d.max_abs, 1e-4, "position %d: %g", i, d.max_abs);
-	}
-	free(all);
-	free(one);
-	ab_llm_ctx_free(c1);
-	ab_llm_ctx_free(c2);
+	batch_vs_tokens(m, 97, 13, 500, 1e-4, "stories260K");
 	ab_llm_model_free(m);
 }
 
@@ -1064,23 +1078,10 @@ static void fast_paths_bits(uint32_t type, int H, int HKV, bool kv16)
 	free(buf);
 	struct ab_llm_model *m = load(path, NULL);
 	ab_llm_model_set_kv_f16(m, kv16);
-	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
-	int32_t toks[100];
-	for (int i = 0; i < 100; i++)
-		toks[i] = i == 0 ? 1 : (int32_t)((i * 37 + 5) % 60 + 3);
-	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
-	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
-	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
-	for (int i = 0; i < 100; i++) {
-		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
-		cr_assert(!memcmp(one, all + (size_t)i * V, V * sizeof(float)),
-			  "%s head_dim %d: position %d differs between the batch and one token at a time",
-			  ab_type_get(type)->name, 256 / H, i);
-	}
-	free(all);
-	free(one);
-	ab_llm_ctx_free(c1);
-	ab_llm_ctx_free(c2);
+	char label[64];
+	snprintf(label, sizeof(label), "%s head_dim %d%s", ab_type_get(type)->name, 256 / H,
+		 kv16 ? " F16 cache" : "");
+	batch_vs_tokens(m, 37, 5, 60, -1, label);
 	ab_llm_model_free(m);
 	unlink(path);
 }
