@@ -83,21 +83,6 @@ static int wfail(struct ab_archive_writer *w, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t k = write(fd, b, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		b += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Sends n bytes into the compressed stream; end closes the frame. */
 static int push(struct ab_archive_writer *w, const void *p, size_t n, bool end)
 {
@@ -105,7 +90,7 @@ static int push(struct ab_archive_writer *w, const void *p, size_t n, bool end)
 		return AB_EINVAL;
 #ifdef AB_ARCHIVE_TAR_ONLY
 	(void)end;
-	int rc = write_all(w->fd, p, n);
+	int rc = ab_write_full(w->fd, p, n);
 	if (rc < 0)
 		return wfail(w, rc, "cannot write the archive: %s", ab_strerror(rc));
 	w->out_bytes += n;
@@ -119,7 +104,7 @@ static int push(struct ab_archive_writer *w, const void *p, size_t n, bool end)
 		if (ZSTD_isError(left))
 			return wfail(w, AB_EPROTO, "zstd: %s", ZSTD_getErrorName(left));
 		if (ob.pos > 0) {
-			int rc = write_all(w->fd, w->out, ob.pos);
+			int rc = ab_write_full(w->fd, w->out, ob.pos);
 			if (rc < 0)
 				return wfail(w, rc, "cannot write the archive: %s",
 				             ab_strerror(rc));

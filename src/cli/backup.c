@@ -191,28 +191,13 @@ static void sha_hex(const uint8_t d[32], char out[65])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t k = write(fd, b, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		b += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Writes n bytes to a new file path (mode 0600); sha256 of them into hex. */
 static int write_file(const char *path, const void *p, size_t n, char hex[65])
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	int rc = write_all(fd, p, n);
+	int rc = ab_write_full(fd, p, n);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (hex)
@@ -249,7 +234,7 @@ static int copy_file(const char *src, const char *dst, uint64_t max, uint64_t *s
 		}
 		if (k == 0)
 			break;
-		rc = write_all(out, buf, (size_t)k);
+		rc = ab_write_full(out, buf, (size_t)k);
 		if (rc < 0)
 			break;
 		ab_sha256_update(&sh, buf, (size_t)k);
@@ -1705,7 +1690,7 @@ static int verify_archive(const struct ab_config *cfg, const char *path, struct 
 		ssize_t k;
 		while ((k = ab_archive_read(r, buf, 1 << 17)) > 0) {
 			ab_sha256_update(&sh, buf, (size_t)k);
-			if (out >= 0 && (rc = write_all(out, buf, (size_t)k)) < 0)
+			if (out >= 0 && (rc = ab_write_full(out, buf, (size_t)k)) < 0)
 				break;
 			char a[32], b[32];
 			human(ab_archive_in_bytes(r), a, sizeof(a));

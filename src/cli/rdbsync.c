@@ -173,21 +173,6 @@ static int send_cmd(int fd, int argc, const char *const *argv)
 	return rc;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t k = write(fd, b, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		b += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Copies the len-byte payload from c to out; checks the magic. */
 static int payload(struct conn *c, uint64_t len, int out, const struct ab_rdbsync_opts *o,
                    struct ab_rdbsync_result *res, char *err, size_t errlen)
@@ -215,7 +200,7 @@ static int payload(struct conn *c, uint64_t len, int out, const struct ab_rdbsyn
 		const uint8_t *p = c->buf + c->pos;
 		for (size_t i = 0; done + i < 9 && i < k; i++)
 			magic[done + i] = (char)p[i];
-		int rc = write_all(out, p, k);
+		int rc = ab_write_full(out, p, k);
 		if (rc < 0) {
 			snprintf(err, errlen, "cannot write the snapshot: %s", ab_strerror(rc));
 			return rc;

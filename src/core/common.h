@@ -85,6 +85,9 @@ void ab_sleep_ms(int ms);
  * CLOCK_REALTIME), for pthread_cond_timedwait(). */
 struct timespec ab_deadline(int clk, int64_t ms);
 
+/* Writes all n bytes of p to fd (short writes continued, EINTR retried).
+ * Returns 0 or -errno. */
+int ab_write_full(int fd, const void *p, size_t n);
 /* Fills p with n bytes from the kernel's CSPRNG. Returns 0 or -errno. */
 int ab_random_bytes(void *p, size_t n);
 /* Writes 2*nbytes hex characters + NUL into out (size >= 2*nbytes+1). */

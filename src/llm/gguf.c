@@ -1096,19 +1096,7 @@ static int sink_buf(void *ud, const void *p, size_t n)
 
 static int sink_fd(void *ud, const void *p, size_t n)
 {
-	int fd = *(int *)ud;
-	const uint8_t *c = p;
-	while (n > 0) {
-		ssize_t k = write(fd, c, n);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		c += k;
-		n -= (size_t)k;
-	}
-	return 0;
+	return ab_write_full(*(int *)ud, p, n);
 }
 
 int ab_gguf_write_mem(struct ab_gguf_writer *w, void **buf, size_t *len)
