@@ -948,7 +948,7 @@ static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int 
 }
 
 /* Attention's inner loops: q.k over a head and o += w * v. The AVX2 forms
- * (chosen with the matmul kernels: ab_quant_backend() says "avx2") sum the
+ * (chosen with the matmul kernels: ab_quant_avx2()) sum the
  * dot product in eight FMA lanes; the scalar ones in order. */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -1279,7 +1279,7 @@ static void attn_worker(void *ud, int ith, int nth)
 	size_t layer_off = (size_t)j->layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
 	float *s = c->scores + (size_t)ith * SCORE_FLOATS(c->n_ctx, hd);
 	int items = j->T * n_head;
-	bool simd = !strcmp(ab_quant_backend(), "avx2");
+	bool simd = ab_quant_avx2();
 #if ATT_X86
 	att_head_fn fh = NULL;
 	att_group_fn fg = NULL;
@@ -1387,7 +1387,7 @@ static void swiglu_task(void *ud, int ith, int nth)
 
 static void swiglu(struct ab_llm_ctx *c, float *g, const float *u, size_t n)
 {
-	struct swiglu_job j = {.g = g, .u = u, .n = n, .simd = !strcmp(ab_quant_backend(), "avx2")};
+	struct swiglu_job j = {.g = g, .u = u, .n = n, .simd = ab_quant_avx2()};
 	if (n >= 16384 && ab_pool_threads(c->pool) > 1)
 		ab_pool_run(c->pool, swiglu_task, &j);
 	else

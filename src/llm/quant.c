@@ -887,7 +887,7 @@ static void dot_q8_0_scalar(int64_t n, const void *w, const void *x, size_t xs, 
  * exact integer dot (nibbles times bytes, plus the activation block's
  * -8 * byte sum), then a[b % 2] = fmaf(isum, dw * dx, a[b % 2]); the row's
  * value is a[0] + a[1]. */
-#define X8_BLK 144
+#define X8_BLK AB_X8_Q4_BLK /* 144: quant_amx.h reads the layout too */
 static void grp_q4_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd,
 			       int nx, float *out)
 {
@@ -920,7 +920,7 @@ static void grp_q4_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size
  * bytes 4k..4k+3 of the eight rows' blocks, row after row (32 bytes each),
  * stored plus 128 (x ^ 0x80: unsigned 0..255, what vpdpbusd multiplies).
  * The same float arithmetic as Q4_0_X8 on the exact integer dot. */
-#define X8Q8_BLK 272
+#define X8Q8_BLK AB_X8_Q8_BLK /* 272 */
 static void grp_q8_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size_t xs, const float *xd,
 			       int nx, float *out)
 {
@@ -969,13 +969,11 @@ static void grp_q8_0_x8_scalar(int64_t nb, const uint8_t *g, const void *x, size
  * bsums[2j+1]) (the pair sums precomputed per activation block, the aux
  * words, AUXK), then sum = sum + ((d * dx) * isum - (dmin * dx) * msum),
  * one chain over the super-blocks in order. */
-#define X8K4_BLK 1184
-#define X8K4_SC 32
-#define X8K4_MN 96
-#define X8K4_QS 160
-_Static_assert(X8K4_BLK == AB_X8K4_BLK && X8K4_SC == AB_X8K4_SC && X8K4_MN == AB_X8K4_MN &&
-		       X8K4_QS == AB_X8K4_QS,
-	       "quant_amx.h reads the Q4_K_X8 layout");
+/* the offsets, shared with quant_amx.c (quant_amx.h) */
+#define X8K4_BLK AB_X8K4_BLK /* 1184 */
+#define X8K4_SC AB_X8K4_SC   /* 32 */
+#define X8K4_MN AB_X8K4_MN   /* 96 */
+#define X8K4_QS AB_X8K4_QS   /* 160 */
 /* Aux words of a Q8_K activation row (Q4_K_X8): per super-block four
  * words, the eight int16 bsums[2j] + bsums[2j+1], j = 0..7. */
 #define AUXK(nb) ((size_t)(nb) * 4)
@@ -2103,6 +2101,11 @@ static bool cpu_has_vnni(void)
 static bool use_avx2(void)
 {
 	return !atomic_load_explicit(&g_force_scalar, memory_order_relaxed) && cpu_has_avx2();
+}
+
+bool ab_quant_avx2(void)
+{
+	return use_avx2();
 }
 
 const char *ab_quant_backend(void)

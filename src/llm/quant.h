@@ -101,9 +101,11 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 int ab_quant_repack(uint32_t type, const void *W, int64_t R, int64_t C, void **out,
 		    uint32_t *out_type);
 
-/* Which kernels run: "avx2" or "scalar". ab_quant_force_scalar() is for
+/* Which kernels run: "avx2" or "scalar" (ab_quant_avx2() says the same
+ * as a bool, cheap enough for hot paths). ab_quant_force_scalar() is for
  * tests that compare both. */
 const char *ab_quant_backend(void);
+bool ab_quant_avx2(void);
 void ab_quant_force_scalar(bool on);
 
 #endif
