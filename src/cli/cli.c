@@ -5,6 +5,7 @@
 
 #include "catalog.h"
 #include "log.h"
+#include "redis.h"
 #include "secrets.h"
 
 #include <stdio.h>
@@ -210,4 +211,34 @@ int ab_cli_token(const struct ab_config *cfg, const char *cmd, char *out, size_t
 			cmd, p, ab_strerror(e));
 	free(p);
 	return e;
+}
+
+struct ab_redis *ab_cli_redis(struct ab_config *cfg, int connect_ms, int command_ms, int wait_ms)
+{
+	struct ab_secrets sec;
+	char err[256];
+	if (ab_secrets_load(cfg, 0, &sec, err, sizeof(err)) < 0)
+		sec.redis_password[0] = '\0';
+	ab_secrets_apply(cfg, &sec);
+	const struct ab_service_cfg *rs = &cfg->services[AB_ROLE_REDIS];
+	struct ab_redis_opts ro = {
+		.host = rs->host,
+		.port = rs->port,
+		.password = rs->password,
+		.connect_timeout_ms = connect_ms,
+		.command_timeout_ms = command_ms,
+		.pool_size = 1,
+	};
+	struct ab_redis *r = NULL;
+	if (ab_redis_new(&ro, &r) < 0)
+		return NULL;
+	int64_t deadline = ab_now_ms() + wait_ms;
+	while (ab_now_ms() < deadline) {
+		struct ab_redis_status st;
+		ab_redis_status(r, &st);
+		if (st.state != AB_REDIS_CONNECTING)
+			break;
+		ab_sleep_ms(1);
+	}
+	return r;
 }

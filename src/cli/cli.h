@@ -82,4 +82,10 @@ int ab_cmd_model(int argc, char **argv);
 int ab_cmd_run(int argc, char **argv);
 int ab_cmd_chat(int argc, char **argv);
 
+/* A client (one connection) of the config's Redis, with the password from
+ * the config or else the secrets file, once its first connection attempt
+ * ended or wait_ms passed (the caller sees which through ab_redis_status).
+ * NULL only if the client cannot be made. The caller frees it. */
+struct ab_redis *ab_cli_redis(struct ab_config *cfg, int connect_ms, int command_ms, int wait_ms);
+
 #endif

@@ -34,37 +34,6 @@ static void usage_health(FILE *f)
 		ab_cli_common_help);
 }
 
-/* A Redis client for reading the registry, if Redis answers within
- * wait_ms; NULL otherwise (health then goes by the config alone). */
-static struct ab_redis *registry_client(struct ab_config *cfg, int wait_ms)
-{
-	struct ab_secrets sec;
-	char err[256];
-	if (ab_secrets_load(cfg, 0, &sec, err, sizeof(err)) < 0)
-		sec.redis_password[0] = '\0';
-	ab_secrets_apply(cfg, &sec);
-	const struct ab_service_cfg *rs = &cfg->services[AB_ROLE_REDIS];
-	struct ab_redis_opts ro = {
-		.host = rs->host,
-		.port = rs->port,
-		.password = sec.redis_password,
-		.connect_timeout_ms = wait_ms,
-		.command_timeout_ms = wait_ms,
-		.pool_size = 1,
-	};
-	struct ab_redis *r = NULL;
-	if (ab_redis_new(&ro, &r) < 0)
-		return NULL;
-	int64_t deadline = ab_now_ms() + wait_ms;
-	while (ab_now_ms() < deadline) {
-		struct ab_redis_status st;
-		ab_redis_status(r, &st);
-		if (st.state != AB_REDIS_CONNECTING)
-			break;
-		ab_sleep_ms(1);
-	}
-	return r;
-}
 
 static int exit_for(const char *overall)
 {
@@ -186,7 +155,9 @@ int ab_cmd_status(int argc, char **argv)
 		return 2;
 	ab_log_init("cli", AB_LOG_ERROR, false);
 	double t0 = ab_now_ms_f();
-	struct ab_redis *r = registry_client(cfg, cfg->probe_ms);
+	/* the registry, if Redis answers within the probe timeout; else health
+	 * goes by the config alone */
+	struct ab_redis *r = ab_cli_redis(cfg, cfg->probe_ms, cfg->probe_ms, cfg->probe_ms);
 	int err = 0;
 	json_t *reg = ab_redis_is_up(r) ? ab_registry_list(r, &err) : NULL;
 	struct ab_probe *p = NULL;

@@ -78,36 +78,6 @@ static void print_entries(const json_t *arr, bool as_json)
 	ab_buf_free(&b);
 }
 
-/* A client of the config's Redis, once it answered (or failed to). */
-static struct ab_redis *connect_redis(struct ab_config *cfg)
-{
-	struct ab_secrets sec;
-	char err[256];
-	if (ab_secrets_load(cfg, 0, &sec, err, sizeof(err)) < 0)
-		sec.redis_password[0] = '\0';
-	ab_secrets_apply(cfg, &sec);
-	const struct ab_service_cfg *rs = &cfg->services[AB_ROLE_REDIS];
-	struct ab_redis_opts ro = {
-		.host = rs->host,
-		.port = rs->port,
-		.password = rs->password,
-		.connect_timeout_ms = cfg->redis_connect_ms,
-		.command_timeout_ms = BLOCK_MS + cfg->redis_command_ms,
-		.pool_size = 1,
-	};
-	struct ab_redis *r = NULL;
-	if (ab_redis_new(&ro, &r) < 0)
-		return NULL;
-	int64_t deadline = ab_now_ms() + cfg->redis_connect_ms + 500;
-	while (ab_now_ms() < deadline) {
-		struct ab_redis_status st;
-		ab_redis_status(r, &st);
-		if (st.state != AB_REDIS_CONNECTING)
-			break;
-		ab_sleep_ms(5);
-	}
-	return r;
-}
 
 /* Prints every line matching f from f->since_ms on, leaving cursor at
  * the last entry scanned. */
@@ -218,7 +188,8 @@ int ab_cmd_logs(int argc, char **argv)
 	/* the client's own notes ("redis up at ...") would only clutter */
 	ab_log_init("logs", cfg->log_level > AB_LOG_WARN ? cfg->log_level : AB_LOG_WARN, false);
 	int status = 1;
-	struct ab_redis *r = connect_redis(cfg);
+	struct ab_redis *r = ab_cli_redis(cfg, cfg->redis_connect_ms, BLOCK_MS + cfg->redis_command_ms,
+					 cfg->redis_connect_ms + 500);
 	if (!r || !ab_redis_is_up(r)) {
 		struct ab_redis_status st = {0};
 		ab_redis_status(r, &st);
