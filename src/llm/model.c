@@ -1406,11 +1406,8 @@ static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
 			size_t src = (size_t)t * (size_t)c->kv_dim + (size_t)h * (size_t)hd;
 			size_t dst = off + (size_t)t * hd;
 			if (c->kv16) {
-				uint16_t *kd = (uint16_t *)c->k_cache + dst, *vd = (uint16_t *)c->v_cache + dst;
-				for (int i = 0; i < hd; i++) {
-					kd[i] = ab_f32_to_f16(c->kt[src + (size_t)i]);
-					vd[i] = ab_f32_to_f16(c->vt[src + (size_t)i]);
-				}
+				ab_f32_to_f16_row(c->kt + src, (uint16_t *)c->k_cache + dst, hd);
+				ab_f32_to_f16_row(c->vt + src, (uint16_t *)c->v_cache + dst, hd);
 			} else {
 				memcpy((float *)c->k_cache + dst, c->kt + src, (size_t)hd * sizeof(float));
 				memcpy((float *)c->v_cache + dst, c->vt + src, (size_t)hd * sizeof(float));

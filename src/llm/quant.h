@@ -66,6 +66,13 @@ int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n);
 
 float ab_f16_to_f32(uint16_t h);
 uint16_t ab_f32_to_f16(float f);
+/* dst[i] = ab_f32_to_f16(src[i]) for i < n, the same bits, with F16C
+ * where the CPU has it (and AVX2 is not turned off) */
+void ab_f32_to_f16_row(const float *src, uint16_t *dst, int64_t n);
+/* The index of the first largest of x[0..n) (NaNs never count as larger;
+ * 0 when x[0] is NaN or n <= 0): greedy sampling's pick, vectorised
+ * where the CPU allows, the same answer either way. */
+int64_t ab_argmax_f32(const float *x, int64_t n);
 float ab_bf16_to_f32(uint16_t h);
 uint16_t ab_f32_to_bf16(float f);
 

@@ -23,6 +23,7 @@
  * survivors are sorted.
  */
 #include "sampler.h"
+#include "quant.h"
 
 #include "common.h"
 
@@ -225,13 +226,8 @@ int32_t ab_sampler_sample(struct ab_sampler *s, float *logits)
 	int n = s->n_vocab;
 	apply_penalties(s, logits);
 
-	if (!(p->temperature > 0)) {
-		int32_t best = 0;
-		for (int i = 1; i < n; i++)
-			if (logits[i] > logits[best])
-				best = i;
-		return best;
-	}
+	if (!(p->temperature > 0))
+		return (int32_t)ab_argmax_f32(logits, n);
 
 	struct cand *c = s->cands;
 	for (int i = 0; i < n; i++)

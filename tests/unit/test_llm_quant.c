@@ -274,6 +274,53 @@ Test(quant, f16_edge_cases)
 	}
 }
 
+/* the row conversion (F16C where the CPU has it) gives ab_f32_to_f16's
+ * bits for every kind of float: specials, NaN payloads, subnormal and
+ * rounding ties, overflow, and random bit patterns; odd lengths for the
+ * tail */
+Test(quant, f16_row_matches_scalar)
+{
+	enum { N = 4099 };
+	static float src[N];
+	static uint16_t got[N + 1];
+	static const uint32_t special[] = {
+		0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001,
+		0x7fbfffff, 0x7fe02000, 0x33000000, 0x33000001, 0x337fffff, 0x38800000, 0x387fe000,
+		0x387ff000, 0x477fe000, 0x477fefff, 0x477ff000, 0x3f801000, 0x3f803000, 0x3f801001,
+		0x00000001, 0x80400000, 0x4b800000,
+	};
+	uint64_t x = 0x9e3779b97f4a7c15u;
+	for (int i = 0; i < N; i++) {
+		uint32_t u;
+		if (i < (int)(sizeof(special) / sizeof(special[0]))) {
+			u = special[i];
+		} else {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			u = (uint32_t)x;
+			if (i % 3 == 0) /* the half range, where most values live */
+				u = (u & 0x80001fffu) | ((0x33u + (uint32_t)(x >> 40) % 0x15u) << 23) | (u & 0x7fe000u);
+		}
+		memcpy(&src[i], &u, 4);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		ab_quant_force_scalar(pass == 1);
+		for (int n = N; n >= N - 7; n -= 3) {
+			memset(got, 0xa5, sizeof(got));
+			ab_f32_to_f16_row(src, got, n);
+			for (int i = 0; i < n; i++) {
+				uint32_t u;
+				memcpy(&u, &src[i], 4);
+				cr_assert_eq(got[i], ab_f32_to_f16(src[i]), "%s: 0x%08x -> 0x%04x, want 0x%04x",
+					     pass ? "scalar" : ab_quant_backend(), u, got[i], ab_f32_to_f16(src[i]));
+			}
+			cr_assert_eq(got[n], 0xa5a5, "wrote past n");
+		}
+	}
+	ab_quant_force_scalar(false);
+}
+
 #if HAVE_X86
 __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f)
 {
@@ -798,4 +845,39 @@ Test(quant, pool_runs_every_share, .timeout = 120)
 		ab_pool_free(pool);
 	}
 	ab_pool_free(NULL);
+}
+
+/* the vectorised greedy pick is the plain loop's: the first largest,
+ * NaNs skipped, ties and signed zeros to the first index, every length */
+static int64_t argmax_ref(const float *x, int64_t n)
+{
+	int64_t best = 0;
+	for (int64_t i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+Test(quant, argmax_matches_loop)
+{
+	enum { N = 300 };
+	static float x[N];
+	uint64_t r = 12345;
+	for (int trial = 0; trial < 2000; trial++) {
+		int n = 1 + trial % N;
+		for (int i = 0; i < n; i++) {
+			r = r * 6364136223846793005u + 1442695040888963407u;
+			int k = (int)(r >> 59);
+			x[i] = k < 2 ? NAN : k < 4 ? -0.0f : k < 6 ? 0.0f : k < 8 ? 3.0f : k < 9 ? -INFINITY
+			       : (float)(int)((r >> 20) % 64) - 32.0f;
+		}
+		for (int pass = 0; pass < 2; pass++) {
+			ab_quant_force_scalar(pass == 1);
+			cr_assert_eq(ab_argmax_f32(x, n), argmax_ref(x, n), "trial %d n %d", trial, n);
+		}
+	}
+	ab_quant_force_scalar(false);
+	float one[1] = {NAN};
+	cr_expect_eq(ab_argmax_f32(one, 1), 0);
+	cr_expect_eq(ab_argmax_f32(one, 0), 0);
 }
