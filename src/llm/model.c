@@ -129,6 +129,7 @@ struct ab_llm_model {
 	size_t weight_bytes;
 	uint64_t n_params;
 	bool kv_f16; /* contexts made from now on keep K and V as F16 */
+	bool att_plain; /* tests: the row-at-a-time attention for every head size */
 };
 
 /* Prompt attention takes the queries of a head ATT_G tokens at a time
@@ -756,6 +757,11 @@ void ab_llm_model_set_kv_f16(struct ab_llm_model *m, bool on)
 	m->kv_f16 = on;
 }
 
+void ab_llm_model_set_fused_attention(struct ab_llm_model *m, bool on)
+{
+	m->att_plain = !on;
+}
+
 bool ab_llm_kv_f16_default(const struct ab_llm_model *m)
 {
 	return m->hp.file_type != AB_TYPE_F32;
@@ -1069,24 +1075,77 @@ ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const void *k, const int
 	h = _mm_add_ss(h, _mm_movehdup_ps(h));
 	return _mm_cvtss_f32(h);
 }
+/* the largest of eight lanes (none NaN: vmaxps keeps its second operand
+ * when the first is NaN, and the running maxima start at -inf) */
+ATT_AVX2 static ATT_AINL float max8(__m256 v)
+{
+	float l[8];
+	_mm256_storeu_ps(l, v);
+	float m = l[0];
+	for (int i = 1; i < 8; i++)
+		if (l[i] > m)
+			m = l[i];
+	return m;
+}
+
+/* The scores q.k of eight consecutive keys (rows k0 .. k0 + 7), each the
+ * exact float operations of att_qk: the two FMA chains per key, then its
+ * horizontal reduction done for the eight keys at once by shuffles that
+ * pair the same lanes (lane i with i + 4, then 0 with 2 and 1 with 3,
+ * then 0 with 1), so no key pays a whole reduction of its own; the same
+ * bits as eight att_qk calls, in key order. */
+ATT_AVX2 static ATT_AINL __m256 att_qk8(const __m256 *qv, const void *k0, const int HD, const bool KV16)
+{
+	__m256 v[8];
+	for (int j = 0; j < 8; j++) {
+		const void *k = kv_row(k0, j, HD, KV16);
+		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+		for (int i = 0; i + 2 <= HD / 8; i += 2) {
+			s0 = _mm256_fmadd_ps(qv[i], kv8(k, 8 * i, KV16), s0);
+			s1 = _mm256_fmadd_ps(qv[i + 1], kv8(k, 8 * i + 8, KV16), s1);
+		}
+		if (HD / 8 % 2)
+			s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], kv8(k, HD - 8, KV16), s0);
+		v[j] = _mm256_add_ps(s0, s1);
+	}
+	__m256 w[4];
+	for (int m = 0; m < 4; m++) /* keys 2m | 2m + 1: lanes i + (i + 4) */
+		w[m] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x20),
+				     _mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x31));
+	/* keys 0, 2 | 1, 3 (and 4, 6 | 5, 7): lanes 0 + 2, 1 + 3 */
+	__m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], 0x44), _mm256_shuffle_ps(w[0], w[1], 0xee));
+	__m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(w[2], w[3], 0x44), _mm256_shuffle_ps(w[2], w[3], 0xee));
+	/* keys 0, 2, 4, 6 | 1, 3, 5, 7: lane 0 + 1 */
+	__m256 r = _mm256_add_ps(_mm256_shuffle_ps(u0, u1, 0x88), _mm256_shuffle_ps(u0, u1, 0xdd));
+	return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 ATT_AVX2 static ATT_AINL void att_head(const float *q, const void *K, const void *V, int n_keys, float scale,
 				       float *s, float *o, const int HD, const bool KV16)
 {
 	__m256 qv[16], ov[16];
 	for (int i = 0; i < HD / 8; i++)
 		qv[i] = _mm256_loadu_ps(q + 8 * i);
-	float mx = -INFINITY;
-	for (int p = 0; p < n_keys; p++) {
+	int p = 0;
+	__m256 mxv = _mm256_set1_ps(-INFINITY), sc = _mm256_set1_ps(scale);
+	for (; p + 8 <= n_keys; p += 8) {
 		const void *k = kv_row(K, p, HD, KV16);
-		_mm_prefetch((const char *)kv_row(k, 8, HD, KV16), _MM_HINT_T0);
-		s[p] = att_qk(qv, k, HD, KV16) * scale;
+		for (int j = 8; j < 16; j++)
+			_mm_prefetch((const char *)kv_row(k, j, HD, KV16), _MM_HINT_T0);
+		__m256 sv = _mm256_mul_ps(att_qk8(qv, k, HD, KV16), sc);
+		_mm256_storeu_ps(s + p, sv);
+		mxv = _mm256_max_ps(sv, mxv); /* a NaN score never wins, as below */
+	}
+	float mx = max8(mxv);
+	for (; p < n_keys; p++) {
+		s[p] = att_qk(qv, kv_row(K, p, HD, KV16), HD, KV16) * scale;
 		if (s[p] > mx)
 			mx = s[p];
 	}
 	float inv = softmax_avx2(s, n_keys, mx);
 	for (int i = 0; i < HD / 8; i++)
 		ov[i] = _mm256_setzero_ps();
-	for (int p = 0; p < n_keys; p++) {
+	for (p = 0; p < n_keys; p++) {
 		const void *v = kv_row(V, p, HD, KV16);
 		_mm_prefetch((const char *)kv_row(v, 8, HD, KV16), _MM_HINT_T0);
 		__m256 wv = _mm256_set1_ps(s[p] * inv);
@@ -1137,7 +1196,17 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			__m256 qv[16];
 			for (int d = 0; d < HD / 8; d++)
 				qv[d] = _mm256_loadu_ps(qi + 8 * d);
-			for (int p = p0; p < pe; p++) {
+			int p = p0;
+			if (p + 8 <= pe) {
+				__m256 mxv = _mm256_set1_ps(mx[i]), sc = _mm256_set1_ps(scale);
+				for (; p + 8 <= pe; p += 8) {
+					__m256 sv = _mm256_mul_ps(att_qk8(qv, kv_row(K, p, HD, KV16), HD, KV16), sc);
+					_mm256_storeu_ps(si + p, sv);
+					mxv = _mm256_max_ps(sv, mxv);
+				}
+				mx[i] = max8(mxv);
+			}
+			for (; p < pe; p++) {
 				si[p] = att_qk(qv, kv_row(K, p, HD, KV16), HD, KV16) * scale;
 				if (si[p] > mx[i])
 					mx[i] = si[p];
@@ -1283,7 +1352,7 @@ static void attn_worker(void *ud, int ith, int nth)
 #if ATT_X86
 	att_head_fn fh = NULL;
 	att_group_fn fg = NULL;
-	bool fast = simd && att_fns(hd, c->kv16, &fh, &fg);
+	bool fast = simd && !m->att_plain && att_fns(hd, c->kv16, &fh, &fg);
 	if (fast && j->T > 1) {
 		/* prompts: (head, ATT_G consecutive tokens) items */
 		int ng = (j->T + ATT_G - 1) / ATT_G;
@@ -1321,12 +1390,20 @@ static void attn_worker(void *ud, int ith, int nth)
 			if (s[p] > mx)
 				mx = s[p];
 		}
-		double sum = 0;
-		for (int p = 0; p < n_keys; p++) {
-			s[p] = expf(s[p] - mx);
-			sum += s[p];
+		float inv;
+#if ATT_X86
+		if (simd) {
+			inv = softmax_avx2(s, n_keys, mx); /* the fused kernels' softmax */
+		} else
+#endif
+		{
+			double sum = 0;
+			for (int p = 0; p < n_keys; p++) {
+				s[p] = expf(s[p] - mx);
+				sum += s[p];
+			}
+			inv = (float)(1.0 / sum);
 		}
-		float inv = (float)(1.0 / sum);
 		for (int i = 0; i < hd; i++)
 			o[i] = 0;
 		for (int p = 0; p < n_keys; p++)

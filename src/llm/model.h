@@ -62,6 +62,10 @@ const struct ab_gguf *ab_llm_model_gguf(const struct ab_llm_model *m);
  * unless the weights are F32. */
 void ab_llm_model_set_kv_f16(struct ab_llm_model *m, bool on);
 bool ab_llm_kv_f16_default(const struct ab_llm_model *m);
+/* On (the default), head sizes 8..128 take the fused attention kernels;
+ * off, every head size takes the plain row-at-a-time path. Both give the
+ * same bits (the tests check it); off exists to check that. */
+void ab_llm_model_set_fused_attention(struct ab_llm_model *m, bool on);
 /* Bytes of weights, and of one context of n_ctx tokens (KV + scratch). */
 size_t ab_llm_model_weight_bytes(const struct ab_llm_model *m);
 size_t ab_llm_ctx_bytes(const struct ab_llm_model *m, int n_ctx, int n_batch);

@@ -1099,6 +1099,73 @@ Test(model, fast_paths_batch_bit_identical, .timeout = 120)
 	fast_paths_bits(AB_TYPE_F16, 32, 8, true);
 }
 
+/* the logits of every position of toks[0..n), as one batch or one token
+ * at a time (caller frees) */
+static float *eval_positions(struct ab_llm_model *m, const int32_t *toks, int n, bool batch)
+{
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	struct ab_llm_ctx *c = new_ctx(m, 128, 2);
+	float *all = ab_xmalloc((size_t)n * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	if (batch) {
+		cr_assert_eq(ab_llm_eval(c, toks, n, one, all), 0);
+	} else {
+		for (int i = 0; i < n; i++) {
+			cr_assert_eq(ab_llm_eval(c, &toks[i], 1, one, NULL), 0);
+			memcpy(all + (size_t)i * V, one, V * sizeof(float));
+		}
+	}
+	free(one);
+	ab_llm_ctx_free(c);
+	return all;
+}
+
+/* The fused attention kernels (eight keys' scores reduced together, the
+ * query and output in registers, prompt queries in groups) against the
+ * plain row-at-a-time path, which is the reference for their float
+ * order: the same logits bit for bit, for prompts and for single tokens,
+ * float32 and F16 caches, head sizes 8, 32, 64, 128 (positions past 8,
+ * 16 and 64 keys, so whole and partial eight-key steps). */
+Test(model, fused_attention_bit_identical, .timeout = 120)
+{
+	static const struct {
+		uint32_t type;
+		int H, HKV;
+	} cases[] = {{AB_TYPE_Q4_0, 4, 2}, {AB_TYPE_Q8_0, 2, 1}, {AB_TYPE_Q4_K, 8, 2}, {AB_TYPE_F16, 32, 8}};
+	int32_t toks[77];
+	for (int i = 0; i < 77; i++)
+		toks[i] = i == 0 ? 1 : (int32_t)((i * 31 + 7) % 60 + 3);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		const struct shape sh = {256, 512, cases[k].H, cases[k].HKV, 64, 2, 977};
+		size_t len;
+		void *buf = synth("llama", cases[k].type, false, &sh, &len);
+		char path[] = "/tmp/ab-synth-XXXXXX.gguf";
+		int fd = mkstemps(path, 5);
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+		close(fd);
+		free(buf);
+		struct ab_llm_model *m = load(path, NULL);
+		size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+		for (int kv16 = 0; kv16 < 2; kv16++)
+			for (int batch = 0; batch < 2; batch++) {
+				ab_llm_model_set_kv_f16(m, kv16);
+				ab_llm_model_set_fused_attention(m, true);
+				float *fused = eval_positions(m, toks, 77, batch);
+				ab_llm_model_set_fused_attention(m, false);
+				float *plain = eval_positions(m, toks, 77, batch);
+				for (int i = 0; i < 77; i++)
+					cr_assert(!memcmp(fused + (size_t)i * V, plain + (size_t)i * V, V * sizeof(float)),
+						  "%s head_dim %d%s%s: position %d differs between fused and plain attention",
+						  ab_type_get(cases[k].type)->name, 256 / cases[k].H,
+						  kv16 ? " F16 cache" : "", batch ? " batch" : " token by token", i);
+				free(fused);
+				free(plain);
+			}
+		ab_llm_model_free(m);
+		unlink(path);
+	}
+}
+
 /* The F16 cache against llama.cpp's logits (its tools keep K and V as
  * F16 too): the F32 model within the F16 model's tolerance (measured max
  * abs 0.012, rel L2 9e-4), the quantised ones within theirs. */
