@@ -17,7 +17,13 @@
 #      with llm.threads=1 for 110M, to show the cost of oversubscription):
 #      aggregate generated tokens/s per round, median and p99 time to first
 #      token over all requests.
-#   4. A summary (summarize.py): printed, and written with the raw data to
+#   4. The same-run anchor: llama.cpp itself (the prebuilt CPU library of the
+#      npm package node-llama-cpp, installed here from the npm registry into
+#      BENCH_LLM_NODE_DIR, driven by llamacpp.mjs) on the same model files
+#      (stories260K: the llama.cpp-written GGUF of ../shared/models/reference)
+#      and the same prompt text, alternating with `autobot run` round by
+#      round (odd rounds autobot first, even rounds llama.cpp first).
+#   5. A summary (summarize.py): printed, and written with the raw data to
 #      bench/llm/results/<timestamp>/ (git-ignored; results/latest).
 #
 # Everything listens on 127.0.0.1 on ports picked free at run time (the
@@ -39,6 +45,13 @@
 #                             run (threads 0 = the role's default, by model
 #                             size; a :threads config is skipped for
 #                             stories260K, which runs 1 thread anyway)
+#   BENCH_LLM_LLAMACPP [auto] auto: measure llama.cpp beside `autobot run`
+#                             when node and npm are here (skipped, saying
+#                             why, when the install fails); off: do not
+#   BENCH_LLM_LLAMACPP_CPU [best] best: the ggml-cpu build ggml picks for
+#                             this CPU; or one build's name (haswell = the
+#                             AVX2 build, as the issue's anchor figures)
+#   BENCH_LLM_NODE_DIR [/tmp/autobot-bench-llm/node-llama-cpp-3.22.1]
 #   AB_SHARED_DIR     [../shared next to the repository]
 set -u -o pipefail
 
@@ -227,6 +240,83 @@ make_prompt "$S260" "$RES/prompt-tok512.txt" || exit 1
 log "prompts: $NPROMPT tokens each (prompt-spm.txt: $(wc -w <"$RES/prompt-spm.txt") words," \
 	"prompt-tok512.txt: $(wc -w <"$RES/prompt-tok512.txt") words)"
 prompt_of() { case "$1" in stories260K) cat "$RES/prompt-tok512.txt" ;; *) cat "$RES/prompt-spm.txt" ;; esac; }
+prompt_file() { case "$1" in stories260K) echo "$RES/prompt-tok512.txt" ;; *) echo "$RES/prompt-spm.txt" ;; esac; }
+
+# ------------------------------------------- llama.cpp, the same-run anchor
+NLC_VERSION=3.22.1
+NDIR=${BENCH_LLM_NODE_DIR:-/tmp/autobot-bench-llm/node-llama-cpp-$NLC_VERSION}
+LCPU=${BENCH_LLM_LLAMACPP_CPU:-best}
+LLAMACPP=
+LLAMACPP_WHY=
+llamacpp_setup() { # -> LLAMACPP = the folder to run llamacpp.mjs in, or LLAMACPP_WHY = why not
+	command -v node >/dev/null && command -v npm >/dev/null || {
+		LLAMACPP_WHY="node or npm is missing"
+		return 1
+	}
+	if [ ! -f "$NDIR/.ok" ]; then
+		rm -rf "$NDIR"
+		mkdir -p "$NDIR" || return 1
+		echo '{"name": "autobot-bench-llamacpp", "private": true, "type": "module"}' >"$NDIR/package.json"
+		log "llama.cpp: npm install node-llama-cpp@$NLC_VERSION (prebuilt CPU library) into $NDIR"
+		# --ignore-scripts: the package's postinstall would look for GPU
+		# builds; the prebuilt linux-x64 one is named explicitly instead
+		(cd "$NDIR" && timeout 600 npm install --no-audit --no-fund --omit=optional --ignore-scripts \
+			"node-llama-cpp@$NLC_VERSION" "@node-llama-cpp/linux-x64@$NLC_VERSION") \
+			>"$RES/llamacpp-install.log" 2>&1 || {
+			LLAMACPP_WHY="npm install failed (see $RES/llamacpp-install.log)"
+			return 1
+		}
+		touch "$NDIR/.ok"
+	fi
+	local dir=$NDIR bins
+	if [ "$LCPU" != best ]; then
+		# a copy whose only ggml-cpu build is the one asked for
+		dir="$NDIR-$LCPU"
+		bins="$dir/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+		if [ ! -f "$dir/.ok" ]; then
+			rm -rf "$dir"
+			cp -a "$NDIR" "$dir" || return 1
+			[ -f "$bins/libggml-cpu-$LCPU.so" ] || {
+				LLAMACPP_WHY="no ggml-cpu build named $LCPU (have: $(cd "$bins" && ls libggml-cpu-*.so | sed 's/libggml-cpu-//; s/\.so//' | tr '\n' ' '))"
+				return 1
+			}
+			find "$bins" -name 'libggml-cpu-*.so' ! -name "libggml-cpu-$LCPU.so" -delete
+			touch "$dir/.ok"
+		fi
+	fi
+	cp "$here/llamacpp.mjs" "$dir/llamacpp.mjs" || return 1
+	LLAMACPP=$dir
+}
+llamacpp_model() { # our model name -> the file llama.cpp loads (stories260K: llama.cpp's own GGUF)
+	case "$1" in
+	stories260K) echo "$SHARED/models/reference/stories260K.gguf" ;;
+	*) model_file "$1" ;;
+	esac
+}
+if want run && [ "${BENCH_LLM_LLAMACPP:-auto}" != off ]; then
+	if llamacpp_setup; then
+		log "llama.cpp: node-llama-cpp $NLC_VERSION in $LLAMACPP (ggml-cpu build: $LCPU)"
+		echo "llamacpp=node-llama-cpp $NLC_VERSION ($(sed -n 's/.*"release": *"\([^"]*\)".*/\1/p' \
+			"$LLAMACPP/node_modules/node-llama-cpp/llama/binariesGithubRelease.json" 2>/dev/null)) cpu=$LCPU" >>"$RES/env.txt"
+	else
+		log "llama.cpp anchor SKIPPED: ${LLAMACPP_WHY:-setting it up failed}"
+		echo "llamacpp=skipped: ${LLAMACPP_WHY:-setting it up failed}" >>"$RES/env.txt"
+	fi
+fi
+llamacpp_run() { # MODEL THREADS ROUND: one llama.cpp measurement into llamacpp.jsonl
+	local m=$1 t=$2 r=$3 f o line
+	f=$(llamacpp_model "$m")
+	[ -f "$f" ] || return 0
+	o="$RES/llamacpp-$m-t$t-r$r"
+	line=$(cd "$LLAMACPP" && timeout 600 node llamacpp.mjs "$f" "$(prompt_file "$m")" "$t" "$NPRED" 2>"$o.err" | tail -1)
+	if [ -z "$line" ] || [ "${line#\{}" = "$line" ]; then
+		echo "bench/llm: llama.cpp $m t$t r$r failed; see $o.err" >&2
+		echo "{\"model\": \"$m\", \"threads\": $t, \"round\": $r, \"error\": true}" >>"$RES/llamacpp.jsonl"
+		return 0
+	fi
+	echo "{\"model\": \"$m\", \"threads\": $t, \"round\": $r, \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", ${line#\{}" >>"$RES/llamacpp.jsonl"
+	log "llama.cpp $m threads=$t round=$r: $line"
+}
 
 # -------------------------------------------------------------- 2. autobot run
 if want run; then
@@ -240,6 +330,7 @@ if want run; then
 			"$AB" run "$f" "$prompt" --num-predict 1 --threads 2 --temperature 0 >/dev/null
 		for r in $(seq "$ROUNDS"); do
 			for t in $THREADS; do
+				[ -n "$LLAMACPP" ] && [ $((r % 2)) = 0 ] && llamacpp_run "$m" "$t" "$r"
 				la=$(cut -d' ' -f1-3 /proc/loadavg)
 				o="$RES/run-$m-t$t-r$r"
 				line=$("$TMP/runlat" "$RUN_TIMEOUT_MS" "$o.out" "$o.err" -- \
@@ -259,6 +350,7 @@ if want run; then
 				if [ "$rc" != 0 ] || [ "${pn:-0}" != "$NPROMPT" ]; then
 					echo "bench/llm: run $m t$t r$r: rc $rc, prompt ${pn:-?} tokens (want $NPROMPT); see $o.err" >&2
 				fi
+				[ -n "$LLAMACPP" ] && [ $((r % 2)) = 1 ] && llamacpp_run "$m" "$t" "$r"
 			done
 		done
 	done

@@ -1,12 +1,14 @@
 """summarize.py RESULTS_DIR - the summary tables of bench/llm/run.sh.
 
-Reads RESULTS_DIR/run.tsv (one `autobot run` per line) and
-RESULTS_DIR/serve.jsonl (stream_clients.py records) and prints Markdown
-tables: medians per (model, threads) with the min-max over rounds, the same
-next to the llama.cpp anchor figures with ratios, and the llm role under
-concurrent clients. The anchor figures are from the issue (llama.cpp CPU
+Reads RESULTS_DIR/run.tsv (one `autobot run` per line),
+RESULTS_DIR/llamacpp.jsonl (llamacpp.mjs records: llama.cpp measured in the
+same run, round by round beside `autobot run`) and RESULTS_DIR/serve.jsonl
+(stream_clients.py records) and prints Markdown tables: medians per (model,
+threads) with the min-max over rounds, the same next to llama.cpp measured in
+this run with ratios, next to the issue's anchor figures (llama.cpp CPU
 build, commit c392e50, AVX2, OpenMP, a 2-core machine of this kind, medians
-of 3 rounds); they were NOT measured in the same run.
+of 3 rounds; NOT measured in the same run), and the llm role under
+concurrent clients.
 """
 import csv
 import json
@@ -94,7 +96,7 @@ def run_tables(res, out):
         la = [float(r["loadavg"].split()[0]) for r in g if r.get("loadavg")]
         pn = sorted({r["prompt_n"] for r in ok})
         gn = sorted({r["gen_n"] for r in ok})
-        meds[k] = (med(pt), med(gt), med(rss))
+        meds[k] = (med(pt), med(gt), med(rss), med(tt))
         note = "" if gn == ["64"] else f" (generated {'/'.join(gn)})"
         out.append(f"| {k[0]} | {TYPE.get(k[0], '?')} | {k[1]} | {len(ok)}/{len(g)}"
                    f"{' (' + str(bad) + ' failed)' if bad else ''} | {'/'.join(pn)} | "
@@ -102,6 +104,7 @@ def run_tables(res, out):
                    f"{fnum(med(tt))} ({rng(tt)}) | {fnum(med(ld)) if ld else '–'} | "
                    f"{fnum(med(rss), 1)} | {rng(la, 2) if la else '–'} |")
     out.append("")
+    samerun_table(res, meds, keys, out)
     out.append("## Next to llama.cpp (anchor figures from the issue, NOT the same run)")
     out.append("")
     out.append("llama.cpp CPU build, commit c392e50, AVX2, OpenMP, a 2-core machine of this kind, "
@@ -119,6 +122,61 @@ def run_tables(res, out):
         out.append(f"| {k[0]} | {TYPE[k[0]]} / {a[3]} | {k[1]} | {fnum(o[0])} | {fnum(a[0])} | "
                    f"{o[0] / a[0]:.2f} | {fnum(o[1])} | {fnum(a[1])} | {o[1] / a[1]:.2f} | "
                    f"{fnum(o[2], 1)} | {fnum(a[2])} | {o[2] / a[2]:.2f} |")
+    out.append("")
+
+
+def samerun_table(res, meds, keys, out):
+    path = os.path.join(res, "llamacpp.jsonl")
+    if not os.path.exists(path):
+        return
+    recs = [json.loads(l) for l in open(path) if l.strip()]
+    variants = sorted({r.get("cpu_variant", "?") for r in recs if not r.get("error")})
+    out.append("## Next to llama.cpp, measured in the same run")
+    out.append("")
+    out.append("llama.cpp = the prebuilt CPU library of node-llama-cpp (ggml-cpu build: "
+               f"{', '.join(variants) or '?'}), driven by llamacpp.mjs round by round beside `autobot "
+               "run` (same model file, or for stories260K llama.cpp's own GGUF of the same weights; "
+               "same prompt text; greedy; 64 generated tokens). Its prompt/generation rates come "
+               "from a second, warm pass (favouring it; \"cold\": its first pass's prompt, as ours always is); its TTFT is load + the cold pass's prompt and "
+               "first token (Node's start-up not included; ours includes exec). Its RSS is the peak "
+               "less the Node process's RSS before the model loaded. Per-token binding overhead "
+               "(~0.7 ms) dominates the stories260K row. ratio = AutoBot / llama.cpp (tok/s: > 1 is "
+               "faster; ms and MiB: < 1 is less). Medians (min–max).")
+    out.append("")
+    out.append("| model | threads | rounds | prompt tok/s llama.cpp warm | ratio | cold | ratio "
+               "| generation tok/s llama.cpp | ratio | TTFT ms llama.cpp | ratio | RSS MiB llama.cpp | ratio |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    groups = {}
+    for r in recs:
+        groups.setdefault((r["model"], int(r["threads"])), []).append(r)
+    for k in keys:
+        g = groups.get(k)
+        if not g:
+            continue
+        ok = [r for r in g if not r.get("error") and r.get("gen_ms")]
+        if not ok:
+            out.append(f"| {k[0]} | {k[1]} | 0/{len(g)} | | | | | | | | | | |")
+            continue
+        pt = [r["prompt_n"] * 1000 / r["prompt_ms"] for r in ok]
+        pc = [r["prompt_n"] * 1000 / r["prompt_cold_ms"] for r in ok if r.get("prompt_cold_ms")]
+        gt = [r["gen_n"] * 1000 / r["gen_ms"] for r in ok]
+        tt = [r["ttft_ms"] for r in ok]
+        rss = [(r["maxrss_kb"] - r["rss_base_kb"]) / 1024 for r in ok]
+        pn = sorted({r["prompt_n"] for r in ok})
+        o = meds.get(k)
+        ours_tt = o[3] if o else None
+
+        def ratio(a, b):
+            return f"{a / b:.2f}" if a is not None and b else "–"
+
+        out.append(f"| {k[0]} | {k[1]} | {len(ok)}/{len(g)} | {fnum(med(pt))} ({rng(pt)})"
+                   f"{'' if pn == [128] else ' [' + '/'.join(map(str, pn)) + ' tokens]'} | "
+                   f"{ratio(o[0] if o else None, med(pt))} | "
+                   f"{fnum(med(pc)) + ' (' + rng(pc) + ')' if pc else '–'} | "
+                   f"{ratio(o[0] if o else None, med(pc)) if pc else '–'} | {fnum(med(gt))} ({rng(gt)}) | "
+                   f"{ratio(o[1] if o else None, med(gt))} | {fnum(med(tt))} ({rng(tt)}) | "
+                   f"{ratio(ours_tt, med(tt))} | {fnum(med(rss), 1)} | "
+                   f"{ratio(o[2] if o else None, med(rss))} |")
     out.append("")
 
 
