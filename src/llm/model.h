@@ -76,6 +76,11 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 		   char *err, size_t errlen);
 void ab_llm_ctx_free(struct ab_llm_ctx *c);
 int ab_llm_ctx_n_ctx(const struct ab_llm_ctx *c);
+/* Prompts are evaluated in chunks of at most n tokens (1 .. the default,
+ * 128 or n_ctx if smaller: the scratch buffers are sized at creation);
+ * AB_EINVAL otherwise. Results do not depend on it (tests use it to
+ * check exactly that). */
+int ab_llm_ctx_set_n_batch(struct ab_llm_ctx *c, int n);
 /* Tokens in the KV cache (the next position). */
 int ab_llm_ctx_pos(const struct ab_llm_ctx *c);
 /* Drops cached tokens from position pos on (0 = all). */

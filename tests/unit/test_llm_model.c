@@ -479,6 +479,8 @@ static void batch_vs_tokens(struct ab_llm_model *m, int mul, int add, int mod, d
 	for (int i = 0; i < 100; i++)
 		toks[i] = i == 0 ? 1 : (int32_t)((i * mul + add) % mod + 3);
 	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
+	/* chunks of 64: two chunks, the second partial */
+	cr_assert_eq(ab_llm_ctx_set_n_batch(c1, 64), 0);
 	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
 	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
 	for (int i = 0; i < 100; i++) {
@@ -1164,6 +1166,76 @@ Test(model, fused_attention_bit_identical, .timeout = 120)
 		ab_llm_model_free(m);
 		unlink(path);
 	}
+}
+
+/* counts the chunks an evaluation ran in (the layer-0 attn_norm hook is
+ * called once per chunk with its tokens) */
+struct chunk_count {
+	int chunks, max_tokens;
+};
+
+static void count_chunks(void *ud, const char *name, const float *data, int n_tokens, int n)
+{
+	struct chunk_count *cc = ud;
+	(void)data;
+	(void)n;
+	if (strcmp(name, "attn_norm-0"))
+		return;
+	cc->chunks++;
+	if (n_tokens > cc->max_tokens)
+		cc->max_tokens = n_tokens;
+}
+
+/* The chunk size is bounded by what the scratch buffers were made for,
+ * and does not change the logits of a quantised model (bit for bit: its
+ * kernels give every activation row the same float steps; float32
+ * weights agree to rounding only, see long_prompt_in_chunks): 100 tokens
+ * in chunks of 37, 128 (the default: one chunk) and 1 against chunks of
+ * 64 */
+Test(model, n_batch_bounds_and_results, .timeout = 60)
+{
+	const struct shape sh = {256, 512, 4, 2, 64, 2, 31337};
+	size_t len;
+	void *buf = synth("llama", AB_TYPE_Q4_0, false, &sh, &len);
+	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
+	int fd = mkstemps(path, 5);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	free(buf);
+	struct ab_llm_model *m = load(path, NULL);
+	struct ab_llm_ctx *c = new_ctx(m, 128, 2);
+	cr_expect_eq(ab_llm_ctx_set_n_batch(c, 0), AB_EINVAL);
+	cr_expect_eq(ab_llm_ctx_set_n_batch(c, 129), AB_EINVAL);
+	cr_expect_eq(ab_llm_ctx_set_n_batch(NULL, 8), AB_EINVAL);
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	int32_t toks[100];
+	for (int i = 0; i < 100; i++)
+		toks[i] = i == 0 ? 1 : (int32_t)((i * 41 + 13) % 60 + 3);
+	float *ref = ab_xmalloc(100 * V * sizeof(float)), *got = ab_xmalloc(100 * V * sizeof(float));
+	float *last = ab_xmalloc(V * sizeof(float));
+	cr_assert_eq(ab_llm_ctx_set_n_batch(c, 64), 0);
+	cr_assert_eq(ab_llm_eval(c, toks, 100, last, ref), 0);
+	static const int sizes[] = {37, 128, 1};
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		ab_llm_ctx_truncate(c, 0);
+		cr_assert_eq(ab_llm_ctx_set_n_batch(c, sizes[k]), 0);
+		struct chunk_count cc = {0};
+		ab_llm_ctx_set_hidden_cb(c, count_chunks, &cc);
+		cr_assert_eq(ab_llm_eval(c, toks, 100, last, got), 0);
+		ab_llm_ctx_set_hidden_cb(c, NULL, NULL);
+		int want = (100 + sizes[k] - 1) / sizes[k];
+		cr_assert_eq(cc.chunks, want, "chunks of %d: %d chunks, want %d", sizes[k], cc.chunks, want);
+		cr_assert_eq(cc.max_tokens, sizes[k] < 100 ? sizes[k] : 100);
+		cr_assert(!memcmp(got, ref, 100 * V * sizeof(float)), "chunks of %d differ from chunks of 64", sizes[k]);
+		cr_assert(!memcmp(last, ref + 99 * V, V * sizeof(float)));
+	}
+	free(ref);
+	free(got);
+	free(last);
+	ab_llm_ctx_free(c);
+	ab_llm_model_free(m);
+	unlink(path);
 }
 
 /* The F16 cache against llama.cpp's logits (its tools keep K and V as
