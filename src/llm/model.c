@@ -1067,7 +1067,8 @@ static ATT_AINL const void *kv_row(const void *base, int p, int HD, const bool K
 	return (const char *)base + (size_t)p * (size_t)HD * (KV16 ? 2 : 4);
 }
 
-ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const void *k, const int HD, const bool KV16)
+/* the eight lanes of q.k before the horizontal sum: two FMA chains */
+ATT_AVX2 static ATT_AINL __m256 att_qk_lanes(const __m256 *qv, const void *k, const int HD, const bool KV16)
 {
 	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
 	for (int i = 0; i + 2 <= HD / 8; i += 2) {
@@ -1076,7 +1077,12 @@ ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const void *k, const int
 	}
 	if (HD / 8 % 2)
 		s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], kv8(k, HD - 8, KV16), s0);
-	__m256 v = _mm256_add_ps(s0, s1);
+	return _mm256_add_ps(s0, s1);
+}
+
+ATT_AVX2 static ATT_AINL float att_qk(const __m256 *qv, const void *k, const int HD, const bool KV16)
+{
+	__m256 v = att_qk_lanes(qv, k, HD, KV16);
 	__m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
 	h = _mm_add_ss(h, _mm_movehdup_ps(h));
@@ -1104,17 +1110,8 @@ ATT_AVX2 static ATT_AINL float max8(__m256 v)
 ATT_AVX2 static ATT_AINL __m256 att_qk8(const __m256 *qv, const void *k0, const int HD, const bool KV16)
 {
 	__m256 v[8];
-	for (int j = 0; j < 8; j++) {
-		const void *k = kv_row(k0, j, HD, KV16);
-		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-		for (int i = 0; i + 2 <= HD / 8; i += 2) {
-			s0 = _mm256_fmadd_ps(qv[i], kv8(k, 8 * i, KV16), s0);
-			s1 = _mm256_fmadd_ps(qv[i + 1], kv8(k, 8 * i + 8, KV16), s1);
-		}
-		if (HD / 8 % 2)
-			s0 = _mm256_fmadd_ps(qv[HD / 8 - 1], kv8(k, HD - 8, KV16), s0);
-		v[j] = _mm256_add_ps(s0, s1);
-	}
+	for (int j = 0; j < 8; j++)
+		v[j] = att_qk_lanes(qv, kv_row(k0, j, HD, KV16), HD, KV16);
 	__m256 w[4];
 	for (int m = 0; m < 4; m++) /* keys 2m | 2m + 1: lanes i + (i + 4) */
 		w[m] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x20),

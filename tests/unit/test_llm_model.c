@@ -1036,18 +1036,27 @@ static void *synth(const char *arch, uint32_t type, bool tied, const struct shap
 	return buf;
 }
 
-static void check_synthetic(const char *arch, uint32_t type, bool tied, const struct shape *s)
+/* synth()'s model written to a temporary file (its name into path, which
+ * the caller unlinks) and loaded; the caller frees the model */
+static struct ab_llm_model *load_synth(const char *arch, uint32_t type, bool tied, const struct shape *s,
+				       char path[static 32])
 {
-	python_numpy();
 	size_t len;
 	void *buf = synth(arch, type, tied, s, &len);
-	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
+	snprintf(path, 32, "%s", "/tmp/ab-synth-XXXXXX.gguf");
 	int fd = mkstemps(path, 5);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
 	close(fd);
 	free(buf);
-	struct ab_llm_model *m = load(path, NULL);
+	return load(path, NULL);
+}
+
+static void check_synthetic(const char *arch, uint32_t type, bool tied, const struct shape *s)
+{
+	python_numpy();
+	char path[32];
+	struct ab_llm_model *m = load_synth(arch, type, tied, s, path);
 	const struct ab_llm_hparams *hp = ab_llm_model_hparams(m);
 	cr_assert_eq(hp->qkv_bias, !strcmp(arch, "qwen2"));
 	cr_assert_eq(hp->tied_output, tied);
@@ -1070,15 +1079,8 @@ static void check_synthetic(const char *arch, uint32_t type, bool tied, const st
 static void fast_paths_bits(uint32_t type, int H, int HKV, bool kv16)
 {
 	const struct shape sh = {256, 512, H, HKV, 64, 2, 4242};
-	size_t len;
-	void *buf = synth("llama", type, false, &sh, &len);
-	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
-	int fd = mkstemps(path, 5);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
-	close(fd);
-	free(buf);
-	struct ab_llm_model *m = load(path, NULL);
+	char path[32];
+	struct ab_llm_model *m = load_synth("llama", type, false, &sh, path);
 	ab_llm_model_set_kv_f16(m, kv16);
 	char label[64];
 	snprintf(label, sizeof(label), "%s head_dim %d%s", ab_type_get(type)->name, 256 / H,
@@ -1138,15 +1140,8 @@ Test(model, fused_attention_bit_identical, .timeout = 120)
 		toks[i] = i == 0 ? 1 : (int32_t)((i * 31 + 7) % 60 + 3);
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		const struct shape sh = {256, 512, cases[k].H, cases[k].HKV, 64, 2, 977};
-		size_t len;
-		void *buf = synth("llama", cases[k].type, false, &sh, &len);
-		char path[] = "/tmp/ab-synth-XXXXXX.gguf";
-		int fd = mkstemps(path, 5);
-		cr_assert_geq(fd, 0);
-		cr_assert_eq(write(fd, buf, len), (ssize_t)len);
-		close(fd);
-		free(buf);
-		struct ab_llm_model *m = load(path, NULL);
+		char path[32];
+		struct ab_llm_model *m = load_synth("llama", cases[k].type, false, &sh, path);
 		size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
 		for (int kv16 = 0; kv16 < 2; kv16++)
 			for (int batch = 0; batch < 2; batch++) {
@@ -1195,15 +1190,8 @@ static void count_chunks(void *ud, const char *name, const float *data, int n_to
 Test(model, n_batch_bounds_and_results, .timeout = 60)
 {
 	const struct shape sh = {256, 512, 4, 2, 64, 2, 31337};
-	size_t len;
-	void *buf = synth("llama", AB_TYPE_Q4_0, false, &sh, &len);
-	char path[] = "/tmp/ab-synth-XXXXXX.gguf";
-	int fd = mkstemps(path, 5);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
-	close(fd);
-	free(buf);
-	struct ab_llm_model *m = load(path, NULL);
+	char path[32];
+	struct ab_llm_model *m = load_synth("llama", AB_TYPE_Q4_0, false, &sh, path);
 	struct ab_llm_ctx *c = new_ctx(m, 128, 2);
 	cr_expect_eq(ab_llm_ctx_set_n_batch(c, 0), AB_EINVAL);
 	cr_expect_eq(ab_llm_ctx_set_n_batch(c, 129), AB_EINVAL);
