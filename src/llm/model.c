@@ -1477,13 +1477,13 @@ static void swiglu(struct ab_llm_ctx *c, float *g, const float *u, size_t n)
 
 /* The chunk's keys and values (c->kt, c->vt, token-major) into the
  * layer's head-major cache at positions pos0..pos0+T-1. */
-static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
+static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int t0, int t1)
 {
 	int hd = c->m->head_dim, nkv = c->m->hp.n_head_kv;
 	size_t layer_off = (size_t)il * (size_t)c->n_ctx * (size_t)c->kv_dim;
 	for (int h = 0; h < nkv; h++) {
 		size_t off = layer_off + ((size_t)h * (size_t)c->n_ctx + (size_t)pos0) * (size_t)hd;
-		for (int t = 0; t < T; t++) {
+		for (int t = t0; t < t1; t++) {
 			size_t src = (size_t)t * (size_t)c->kv_dim + (size_t)h * (size_t)hd;
 			size_t dst = off + (size_t)t * hd;
 			if (c->kv16) {
@@ -1495,6 +1495,57 @@ static void store_kv(struct ab_llm_ctx *c, int il, int pos0, int T)
 			}
 		}
 	}
+}
+
+/* The per-token steps between the matrix products (residual adds, RMSNorm,
+ * RoPE and the KV stores) are independent across a chunk's rows, so a
+ * prompt splits them over the pool by rows (same operations per row:
+ * the same bits); one token, or one thread, runs them in place. */
+enum rows_op { ROWS_ADD, ROWS_NORM, ROWS_ROPE_KV };
+
+struct rows_job {
+	struct ab_llm_ctx *c;
+	enum rows_op op;
+	int T, il, pos0;
+	const float *w; /* ROWS_NORM: the norm's weights */
+};
+
+static void rows_range(const struct rows_job *j, int t0, int t1)
+{
+	struct ab_llm_ctx *c = j->c;
+	const struct ab_llm_model *m = c->m;
+	size_t E = (size_t)m->hp.n_embd;
+	switch (j->op) {
+	case ROWS_ADD:
+		for (size_t i = (size_t)t0 * E; i < (size_t)t1 * E; i++)
+			c->x[i] += c->xb2[i];
+		break;
+	case ROWS_NORM:
+		rmsnorm(c->xb + (size_t)t0 * E, c->x + (size_t)t0 * E, j->w, t1 - t0, (int)E, m->hp.rms_eps);
+		break;
+	case ROWS_ROPE_KV:
+		rope(m, c->q + (size_t)t0 * c->q_dim, t1 - t0, c->q_dim, m->hp.n_head, j->pos0 + t0);
+		rope(m, c->kt + (size_t)t0 * c->kv_dim, t1 - t0, c->kv_dim, m->hp.n_head_kv, j->pos0 + t0);
+		store_kv(c, j->il, j->pos0, t0, t1);
+		break;
+	}
+}
+
+static void rows_task(void *ud, int ith, int nth)
+{
+	const struct rows_job *j = ud;
+	int t0 = (int)((int64_t)j->T * ith / nth), t1 = (int)((int64_t)j->T * (ith + 1) / nth);
+	if (t0 < t1)
+		rows_range(j, t0, t1);
+}
+
+static void rows_run(struct ab_llm_ctx *c, enum rows_op op, int T, int il, int pos0, const float *w)
+{
+	struct rows_job j = {.c = c, .op = op, .T = T, .il = il, .pos0 = pos0, .w = w};
+	if (T >= 8 && ab_pool_threads(c->pool) > 1)
+		ab_pool_run(c->pool, rows_task, &j);
+	else
+		rows_range(&j, 0, T);
 }
 
 /* One chunk of T <= n_batch tokens at positions c->pos...; all (T rows of
@@ -1514,7 +1565,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 		const struct layer *L = &m->layers[il];
 		float *kc = c->kt, *vc = c->vt;
 
-		rmsnorm(c->xb, c->x, L->attn_norm, T, E, hp->rms_eps);
+		rows_run(c, ROWS_NORM, T, il, pos0, L->attn_norm);
 		report(c, "attn_norm", il, c->xb, T);
 		matmul(c, &L->wq, c->xb, T, c->q);
 		matmul(c, &L->wk, c->xb, T, kc);
@@ -1522,26 +1573,22 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 		add_bias(c->q, L->bq, T, c->q_dim);
 		add_bias(kc, L->bk, T, c->kv_dim);
 		add_bias(vc, L->bv, T, c->kv_dim);
-		rope(m, c->q, T, c->q_dim, hp->n_head, pos0);
-		rope(m, kc, T, c->kv_dim, hp->n_head_kv, pos0);
-		store_kv(c, il, pos0, T);
+		rows_run(c, ROWS_ROPE_KV, T, il, pos0, NULL);
 
 		struct attn_job job = {.c = c, .layer = il, .T = T, .pos0 = pos0};
 		ab_pool_run(c->pool, attn_worker, &job);
 		matmul(c, &L->wo, c->att, T, c->xb2);
 		report(c, "kqv_out", il, c->xb2, T);
-		for (size_t i = 0; i < (size_t)T * E; i++)
-			c->x[i] += c->xb2[i];
+		rows_run(c, ROWS_ADD, T, il, pos0, NULL);
 		report(c, "ffn_inp", il, c->x, T);
 
-		rmsnorm(c->xb, c->x, L->ffn_norm, T, E, hp->rms_eps);
+		rows_run(c, ROWS_NORM, T, il, pos0, L->ffn_norm);
 		report(c, "ffn_norm", il, c->xb, T);
 		matmul(c, &L->wgate, c->xb, T, c->hb);
 		matmul(c, &L->wup, c->xb, T, c->hb2);
 		swiglu(c, c->hb, c->hb2, (size_t)T * F);
 		matmul(c, &L->wdown, c->hb, T, c->xb2);
-		for (size_t i = 0; i < (size_t)T * E; i++)
-			c->x[i] += c->xb2[i];
+		rows_run(c, ROWS_ADD, T, il, pos0, NULL);
 		report(c, "l_out", il, c->x, T);
 	}
 
