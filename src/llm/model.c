@@ -1180,19 +1180,36 @@ ATT_SIZES(ATT_HEAD_FN)
  * i * qs, n_keys nk0 + i, scores at s + i * ss, output at o + i * qs).
  * att_head per query would stream the head's keys and values from L2
  * once per query; here they are taken in blocks of 16 KiB that stay in
- * L1 while every query of the group uses them. For each query the
+ * L1 while every query of the group uses them (an F16 block converted to
+ * float once for the group, not once per query). For each query the
  * operations and their order are att_head's (scores in key order, the
  * same softmax, the output summed in key order, held in registers within
  * a block and in memory between blocks), so the bits are the same. */
+/* rows p0 .. p0 + n - 1 of a head's cache as float32: in place, or (F16
+ * cache) converted into buf, once for the whole query group (F16C's
+ * conversion is exact, so the products that follow are unchanged) */
+ATT_AVX2 static ATT_AINL const float *kv_block(const void *base, int p0, int n, float *buf, const int HD,
+					     const bool KV16)
+{
+	if (!KV16)
+		return (const float *)base + (size_t)p0 * HD;
+	const uint16_t *h = (const uint16_t *)base + (size_t)p0 * HD;
+	for (size_t i = 0; i < (size_t)n * HD; i += 8)
+		_mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + i))));
+	return buf;
+}
+
 ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk0, const void *K, const void *V,
 					float scale, float *s, size_t ss, float *o, const int HD, const bool KV16)
 {
 	const int KB = 4096 / HD; /* keys a block */
+	_Alignas(32) float buf[4096];
 	int nk_max = nk0 + G - 1;
 	float mx[ATT_G], inv[ATT_G];
 	for (int i = 0; i < G; i++)
 		mx[i] = -INFINITY;
 	for (int p0 = 0; p0 < nk_max; p0 += KB) {
+		const float *kb = kv_block(K, p0, p0 + KB < nk_max ? KB : nk_max - p0, buf, HD, KV16);
 		for (int i = 0; i < G; i++) {
 			int pe = p0 + KB < nk0 + i ? p0 + KB : nk0 + i;
 			const float *qi = q + (size_t)i * qs;
@@ -1204,14 +1221,14 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			if (p + 8 <= pe) {
 				__m256 mxv = _mm256_set1_ps(mx[i]), sc = _mm256_set1_ps(scale);
 				for (; p + 8 <= pe; p += 8) {
-					__m256 sv = _mm256_mul_ps(att_qk8(qv, kv_row(K, p, HD, KV16), HD, KV16), sc);
+					__m256 sv = _mm256_mul_ps(att_qk8(qv, kv_row(kb, p - p0, HD, false), HD, false), sc);
 					_mm256_storeu_ps(si + p, sv);
 					mxv = _mm256_max_ps(sv, mxv);
 				}
 				mx[i] = max8(mxv);
 			}
 			for (; p < pe; p++) {
-				si[p] = att_qk(qv, kv_row(K, p, HD, KV16), HD, KV16) * scale;
+				si[p] = att_qk(qv, kv_row(kb, p - p0, HD, false), HD, false) * scale;
 				if (si[p] > mx[i])
 					mx[i] = si[p];
 			}
@@ -1223,6 +1240,7 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 		for (int d = 0; d < HD / 8; d++)
 			_mm256_storeu_ps(o + (size_t)i * qs + 8 * d, _mm256_setzero_ps());
 	for (int p0 = 0; p0 < nk_max; p0 += KB) {
+		const float *vb = kv_block(V, p0, p0 + KB < nk_max ? KB : nk_max - p0, buf, HD, KV16);
 		for (int i = 0; i < G; i++) {
 			int pe = p0 + KB < nk0 + i ? p0 + KB : nk0 + i;
 			float *oi = o + (size_t)i * qs;
@@ -1231,10 +1249,10 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			for (int d = 0; d < HD / 8; d++)
 				ov[d] = _mm256_loadu_ps(oi + 8 * d);
 			for (int p = p0; p < pe; p++) {
-				const void *v = kv_row(V, p, HD, KV16);
+				const float *v = vb + (size_t)(p - p0) * HD;
 				__m256 wv = _mm256_set1_ps(si[p] * inv[i]);
 				for (int d = 0; d < HD / 8; d++)
-					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, kv8(v, 8 * d, KV16)));
+					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * d)));
 			}
 			for (int d = 0; d < HD / 8; d++)
 				_mm256_storeu_ps(oi + 8 * d, ov[d]);
