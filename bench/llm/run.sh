@@ -50,7 +50,8 @@
 #                             why, when the install fails); off: do not
 #   BENCH_LLM_LLAMACPP_CPU [best] best: the ggml-cpu build ggml picks for
 #                             this CPU; or one build's name (haswell = the
-#                             AVX2 build, as the issue's anchor figures)
+#                             AVX2 build; the prebuilt one measured 3-5x
+#                             slower than the issue's AVX2 figures)
 #   BENCH_LLM_NODE_DIR [/tmp/autobot-bench-llm/node-llama-cpp-3.22.1]
 #   AB_SHARED_DIR     [../shared next to the repository]
 set -u -o pipefail
@@ -239,8 +240,8 @@ make_prompt "$CAL_SPM" "$RES/prompt-spm.txt" || exit 1
 make_prompt "$S260" "$RES/prompt-tok512.txt" || exit 1
 log "prompts: $NPROMPT tokens each (prompt-spm.txt: $(wc -w <"$RES/prompt-spm.txt") words," \
 	"prompt-tok512.txt: $(wc -w <"$RES/prompt-tok512.txt") words)"
-prompt_of() { case "$1" in stories260K) cat "$RES/prompt-tok512.txt" ;; *) cat "$RES/prompt-spm.txt" ;; esac; }
 prompt_file() { case "$1" in stories260K) echo "$RES/prompt-tok512.txt" ;; *) echo "$RES/prompt-spm.txt" ;; esac; }
+prompt_of() { cat "$(prompt_file "$1")"; }
 
 # ------------------------------------------- llama.cpp, the same-run anchor
 NLC_VERSION=3.22.1

@@ -2125,9 +2125,7 @@ AVX2 static void f32_to_f16_row_f16c(const float *src, uint16_t *dst, int64_t n)
 	for (; i < n; i++)
 		dst[i] = ab_f32_to_f16(src[i]);
 }
-#endif
 
-#if AB_X86
 /* the maximum of the non-NaN values (vmaxps returns its second operand
  * when the first is NaN), then its first index */
 AVX2 static int64_t argmax_avx2(const float *x, int64_t n)

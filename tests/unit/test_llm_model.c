@@ -471,6 +471,30 @@ Test(model, batch_equals_token_by_token, .timeout = 120)
 /* 100 tokens (ids i * mul + add mod mod, plus 3; BOS first) evaluated as
  * one batch with 2 threads and one token at a time with 1: every
  * position's logits within max_abs, or bit for bit when max_abs < 0. */
+/* the logits of every position of toks[0..n) on a fresh context of
+ * `threads` threads, as one batch (in chunks of n_batch tokens; 0: the
+ * default) or one token at a time (caller frees) */
+static float *eval_positions(struct ab_llm_model *m, const int32_t *toks, int n, bool batch, int threads,
+			     int n_batch)
+{
+	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
+	struct ab_llm_ctx *c = new_ctx(m, 128, threads);
+	if (n_batch)
+		cr_assert_eq(ab_llm_ctx_set_n_batch(c, n_batch), 0);
+	float *all = ab_xmalloc((size_t)n * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
+	if (batch) {
+		cr_assert_eq(ab_llm_eval(c, toks, n, one, all), 0);
+	} else {
+		for (int i = 0; i < n; i++) {
+			cr_assert_eq(ab_llm_eval(c, &toks[i], 1, one, NULL), 0);
+			memcpy(all + (size_t)i * V, one, V * sizeof(float));
+		}
+	}
+	free(one);
+	ab_llm_ctx_free(c);
+	return all;
+}
+
 static void batch_vs_tokens(struct ab_llm_model *m, int mul, int add, int mod, double max_abs,
 			    const char *label)
 {
@@ -478,13 +502,10 @@ static void batch_vs_tokens(struct ab_llm_model *m, int mul, int add, int mod, d
 	int32_t toks[100];
 	for (int i = 0; i < 100; i++)
 		toks[i] = i == 0 ? 1 : (int32_t)((i * mul + add) % mod + 3);
-	struct ab_llm_ctx *c1 = new_ctx(m, 128, 2), *c2 = new_ctx(m, 128, 1);
 	/* chunks of 64: two chunks, the second partial */
-	cr_assert_eq(ab_llm_ctx_set_n_batch(c1, 64), 0);
-	float *all = ab_xmalloc(100 * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
-	cr_assert_eq(ab_llm_eval(c1, toks, 100, one, all), 0);
+	float *all = eval_positions(m, toks, 100, true, 2, 64), *each = eval_positions(m, toks, 100, false, 1, 0);
 	for (int i = 0; i < 100; i++) {
-		cr_assert_eq(ab_llm_eval(c2, &toks[i], 1, one, NULL), 0);
+		const float *one = each + (size_t)i * V;
 		if (max_abs < 0) {
 			cr_assert(!memcmp(one, all + (size_t)i * V, V * sizeof(float)),
 				  "%s: position %d differs between the batch and one token at a time", label, i);
@@ -494,9 +515,7 @@ static void batch_vs_tokens(struct ab_llm_model *m, int mul, int add, int mod, d
 		}
 	}
 	free(all);
-	free(one);
-	ab_llm_ctx_free(c1);
-	ab_llm_ctx_free(c2);
+	free(each);
 }
 
 Test(model, long_prompt_in_chunks, .timeout = 120)
@@ -1103,26 +1122,6 @@ Test(model, fast_paths_batch_bit_identical, .timeout = 120)
 	fast_paths_bits(AB_TYPE_F16, 32, 8, true);
 }
 
-/* the logits of every position of toks[0..n), as one batch or one token
- * at a time (caller frees) */
-static float *eval_positions(struct ab_llm_model *m, const int32_t *toks, int n, bool batch)
-{
-	size_t V = (size_t)ab_llm_model_hparams(m)->n_vocab;
-	struct ab_llm_ctx *c = new_ctx(m, 128, 2);
-	float *all = ab_xmalloc((size_t)n * V * sizeof(float)), *one = ab_xmalloc(V * sizeof(float));
-	if (batch) {
-		cr_assert_eq(ab_llm_eval(c, toks, n, one, all), 0);
-	} else {
-		for (int i = 0; i < n; i++) {
-			cr_assert_eq(ab_llm_eval(c, &toks[i], 1, one, NULL), 0);
-			memcpy(all + (size_t)i * V, one, V * sizeof(float));
-		}
-	}
-	free(one);
-	ab_llm_ctx_free(c);
-	return all;
-}
-
 /* The fused attention kernels (eight keys' scores reduced together, the
  * query and output in registers, prompt queries in groups) against the
  * plain row-at-a-time path, which is the reference for their float
@@ -1147,9 +1146,9 @@ Test(model, fused_attention_bit_identical, .timeout = 120)
 			for (int batch = 0; batch < 2; batch++) {
 				ab_llm_model_set_kv_f16(m, kv16);
 				ab_llm_model_set_fused_attention(m, true);
-				float *fused = eval_positions(m, toks, 77, batch);
+				float *fused = eval_positions(m, toks, 77, batch, 2, 0);
 				ab_llm_model_set_fused_attention(m, false);
-				float *plain = eval_positions(m, toks, 77, batch);
+				float *plain = eval_positions(m, toks, 77, batch, 2, 0);
 				for (int i = 0; i < 77; i++)
 					cr_assert(!memcmp(fused + (size_t)i * V, plain + (size_t)i * V, V * sizeof(float)),
 						  "%s head_dim %d%s%s: position %d differs between fused and plain attention",
