@@ -213,6 +213,47 @@ void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, in
 			ISSUE(b, c, 0, 1, 4);                                                  \
 	} while (0)
 
+/* Float work of blocks b0..b1-1 (b0 even) for one activation tile,
+ * four rows at a time: their even- and odd-block chains in eight
+ * registers, read from and written back to acc (row t: the even chain
+ * at acc[2 t], the odd one at acc[2 t + 1]). cs: the blocks' C tiles. */
+#define FSTEP(b, q)                                                                            \
+	do {                                                                                   \
+		const int32_t *c = cs + (size_t)((b) - b0) * 256 + 16 * tq;                    \
+		const float *xs = (const float *)(const void *)(xp + (size_t)(b) * A_STRIDE + TM * 32) + tq; \
+		__m512 dw = dws[b];                                                            \
+		q##0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c)),              \
+				       _mm512_mul_ps(dw, _mm512_set1_ps(xs[0])), q##0);        \
+		q##1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16)),         \
+				       _mm512_mul_ps(dw, _mm512_set1_ps(xs[1])), q##1);        \
+		q##2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 32)),         \
+				       _mm512_mul_ps(dw, _mm512_set1_ps(xs[2])), q##2);        \
+		q##3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 48)),         \
+				       _mm512_mul_ps(dw, _mm512_set1_ps(xs[3])), q##3);        \
+	} while (0)
+
+AMX static void float_group(const int32_t *cs, const int8_t *xp, const __m512 *dws, int64_t b0, int64_t b1,
+			    __m512 *acc)
+{
+	for (int tq = 0; tq < TM; tq += 4) {
+		__m512 e0 = acc[2 * tq], e1 = acc[2 * tq + 2], e2 = acc[2 * tq + 4], e3 = acc[2 * tq + 6];
+		__m512 o0 = acc[2 * tq + 1], o1 = acc[2 * tq + 3], o2 = acc[2 * tq + 5], o3 = acc[2 * tq + 7];
+		int64_t b = b0;
+		for (; b + 1 < b1; b += 2) {
+			FSTEP(b, e);
+			FSTEP(b + 1, o);
+		}
+		if (b < b1)
+			FSTEP(b, e);
+		acc[2 * tq] = e0, acc[2 * tq + 2] = e1, acc[2 * tq + 4] = e2, acc[2 * tq + 6] = e3;
+		acc[2 * tq + 1] = o0, acc[2 * tq + 3] = o1, acc[2 * tq + 5] = o2, acc[2 * tq + 7] = o3;
+	}
+}
+
+/* block columns whose C tiles are staged together; even, so that a group
+ * starts on an even block and the chains' parity is the block's */
+#define GB 8
+
 AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t r1, int64_t R, int64_t nb,
 		    const int8_t *xa, int64_t T, float *Y)
 {
@@ -225,7 +266,8 @@ AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t 
 	__m512 *dws = aligned_alloc(64, (size_t)nb * sizeof(__m512)); /* and weight scales */
 	if (!dws)
 		abort();
-	_Alignas(64) int32_t cb[2][TM * 16]; /* C tiles of blocks b and b + 1 */
+	_Alignas(64) int32_t cs[2][GB * TM * 16]; /* C tiles of two groups of blocks */
+	__m512 acc[2 * TM];
 
 	for (int64_t r = r0; r < r1; r += 16) {
 		const uint8_t *g0 = W + (size_t)r * wrow, *g1 = W + (size_t)(r + 8) * wrow;
@@ -239,38 +281,28 @@ AMX void ab__amx_x8(bool q8, const uint8_t *W, size_t wrow, int64_t r0, int64_t 
 		MEMBAR();
 		for (int64_t t0 = 0; t0 < T; t0 += TM) {
 			const int8_t *xp = xa + (size_t)(t0 / TM) * (size_t)nb * A_STRIDE;
-			__m512 a0[TM], a1[TM];
-			for (int t = 0; t < TM; t++)
-				a0[t] = a1[t] = _mm512_setzero_ps();
-			/* software pipeline: block b + 1's tile work is issued
-			 * before block b's float work */
-			ISSUE_ANY(0, cb[0]);
-			for (int64_t b = 0; b < nb; b++) {
-				if (b + 1 < nb)
-					ISSUE_ANY(b + 1, cb[(b + 1) & 1]);
-				const int32_t *c = cb[b & 1];
-				const float *xs = (const float *)(const void *)(xp + (size_t)b * A_STRIDE + TM * 32);
-				__m512 dw = dws[b];
-				if (b & 1) {
-					for (int t = 0; t < TM; t++)
-						a1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
-									_mm512_mul_ps(dw, _mm512_set1_ps(xs[t])), a1[t]);
-				} else {
-					for (int t = 0; t < TM; t++)
-						a0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * t)),
-									_mm512_mul_ps(dw, _mm512_set1_ps(xs[t])), a0[t]);
-				}
+			for (int t = 0; t < 2 * TM; t++)
+				acc[t] = _mm512_setzero_ps();
+			/* software pipeline: the tile work of group g + 1 is
+			 * issued before the float work of group g */
+			for (int64_t b = 0; b < nb && b < GB; b++)
+				ISSUE_ANY(b, cs[0] + (size_t)b * 256);
+			for (int64_t gs = 0, g = 0; gs < nb; gs += GB, g++) {
+				int64_t ge = gs + GB < nb ? gs + GB : nb, n1 = ge + GB < nb ? ge + GB : nb;
+				for (int64_t b = ge; b < n1; b++)
+					ISSUE_ANY(b, cs[(g + 1) & 1] + (size_t)(b - ge) * 256);
+				float_group(cs[g & 1], xp, dws, gs, ge, acc);
 			}
 			int nt = T - t0 < TM ? (int)(T - t0) : TM;
 			for (int t = 0; t < nt; t++)
-				_mm512_storeu_ps(Y + (size_t)(t0 + t) * (size_t)R + r, _mm512_add_ps(a0[t], a1[t]));
+				_mm512_storeu_ps(Y + (size_t)(t0 + t) * (size_t)R + r,
+						 _mm512_add_ps(acc[2 * t], acc[2 * t + 1]));
 		}
 	}
 	free(dws);
 	free(bb);
 	_tile_release();
 }
-
 
 /* ---- Q4_K_X8 ----
  *

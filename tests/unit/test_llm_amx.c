@@ -106,6 +106,9 @@ Test(amx, matches_scalar_bit_for_bit, .timeout = 300)
 		{16, 32, 16, 0, 16},    {16, 32, 1, 0, 16},	{32, 64, 5, 16, 32},
 		{48, 96, 17, 0, 48},    {64, 256, 64, 16, 48},  {32, 128, 65, 0, 32},
 		{96, 768, 130, 32, 96}, {128, 2048, 33, 0, 128},
+		/* block columns staged eight at a time: a last group of one
+		 * and of five (odd, so it ends on an even block) */
+		{16, 288, 16, 0, 16},   {32, 416, 20, 0, 32},
 	};
 	for (size_t s = 0; s < AB_ARRAY_LEN(shapes); s++)
 		for (int q8 = 0; q8 < 2; q8++)
