@@ -158,6 +158,7 @@ struct ab_llm_ctx {
 	float *x, *xb, *xb2;      /* [n_batch][n_embd] */
 	float *q, *att;           /* [n_batch][q_dim] */
 	float *hb, *hb2;          /* [n_batch][n_ff] */
+	float *rope_cs;           /* [n_batch][n_rot / 2][2]: cos, sin at the chunk's positions */
 	float *scores;            /* [threads][ATT_G][n_ctx] */
 	float *logits;            /* [n_vocab], when the caller passes none */
 	ab_llm_hidden_cb cb;
@@ -796,7 +797,8 @@ static size_t scratch_floats(const struct ab_llm_model *m, int n_ctx, int n_batc
 	const struct ab_llm_hparams *hp = &m->hp;
 	size_t q_dim = (size_t)hp->n_head * (size_t)m->head_dim;
 	size_t kv_dim = (size_t)hp->n_head_kv * (size_t)m->head_dim;
-	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff) +
+	return (size_t)n_batch * (3 * (size_t)hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (size_t)hp->n_ff +
+				  (size_t)(hp->n_rot / 2) * 2) +
 	       (size_t)threads * SCORE_FLOATS(n_ctx, m->head_dim) + (size_t)hp->n_vocab;
 }
 
@@ -851,6 +853,7 @@ int ab_llm_ctx_new(struct ab_llm_model *m, int n_ctx, int n_threads, struct ab_l
 	c->att = ab_xmalloc(B * (size_t)c->q_dim * sizeof(float));
 	c->hb = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
 	c->hb2 = ab_xmalloc(B * (size_t)hp->n_ff * sizeof(float));
+	c->rope_cs = ab_xmalloc(B * (size_t)(hp->n_rot / 2) * 2 * sizeof(float) + sizeof(float));
 	c->pool = ab_pool_new(n_threads);
 	c->scores = ab_xmalloc((size_t)ab_pool_threads(c->pool) * SCORE_FLOATS(n_ctx, m->head_dim) * sizeof(float));
 	c->logits = ab_xmalloc((size_t)hp->n_vocab * sizeof(float));
@@ -874,6 +877,7 @@ void ab_llm_ctx_free(struct ab_llm_ctx *c)
 	free(c->att);
 	free(c->hb);
 	free(c->hb2);
+	free(c->rope_cs);
 	free(c->scores);
 	free(c->logits);
 	free(c);
@@ -916,45 +920,60 @@ static void rmsnorm(float *out, const float *x, const float *w, int T, int n, fl
 	for (int t = 0; t < T; t++) {
 		const float *xr = x + (size_t)t * n;
 		float *o = out + (size_t)t * n;
-		double sum = 0;
-		for (int i = 0; i < n; i++)
-			sum += (double)(xr[i] * xr[i]);
+		/* eight partial sums (so not one long chain of dependent
+		 * adds), in double, joined in a fixed order */
+		double s8[8] = {0};
+		int i = 0;
+		for (; i + 8 <= n; i += 8)
+			for (int k = 0; k < 8; k++)
+				s8[k] += (double)(xr[i + k] * xr[i + k]);
+		for (; i < n; i++)
+			s8[i & 7] += (double)(xr[i] * xr[i]);
+		double sum = ((s8[0] + s8[4]) + (s8[2] + s8[6])) + ((s8[1] + s8[5]) + (s8[3] + s8[7]));
 		float mean = (float)(sum / n);
 		float scale = 1.0f / sqrtf(mean + eps);
-		for (int i = 0; i < n; i++)
+		for (i = 0; i < n; i++)
 			o[i] = (xr[i] * scale) * w[i];
 	}
 }
 
-/* Rotates the first n_rot dimensions of each of n_heads heads of every
- * row (T rows of stride floats, row t at position pos0 + t). */
-static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int n_heads,
-		 int pos0)
+/* The rotation angles' cosines and sines for T positions from pos0
+ * (row t: n_rot / 2 pairs), made once a chunk and shared by every layer's
+ * queries and keys: the same floats each time, as the angle for a
+ * position and pair is always computed the same way. */
+static void rope_table(const struct ab_llm_model *m, float *cs, int T, int pos0)
 {
 	const struct ab_llm_hparams *hp = &m->hp;
-	int hd = m->head_dim, half = hp->n_rot / 2;
+	int half = hp->n_rot / 2;
 	float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
-	float cs[512], sn[512]; /* n_rot / 2 <= head_dim / 2; chunked when larger */
+	for (int t = 0; t < T; t++) {
+		float theta = (float)(pos0 + t);
+		float *r = cs + (size_t)t * (size_t)half * 2;
+		for (int i = 0; i < half; i++) {
+			float a = hp->rope_freq_scale * theta;
+			r[2 * i] = cosf(a);
+			r[2 * i + 1] = sinf(a);
+			theta *= theta_scale;
+		}
+	}
+}
+
+/* Rotates the first n_rot dimensions of each of n_heads heads of every
+ * row (T rows of stride floats; row t takes row t of the table cs). */
+static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int n_heads, const float *cs)
+{
+	int hd = m->head_dim, half = m->hp.n_rot / 2;
 	for (int t = 0; t < T; t++) {
 		float *row = x + (size_t)t * stride;
-		float theta = (float)(pos0 + t);
-		for (int i0 = 0; i0 < half; i0 += 512) {
-			int n = half - i0 < 512 ? half - i0 : 512;
-			for (int i = 0; i < n; i++) {
-				float a = hp->rope_freq_scale * theta;
-				cs[i] = cosf(a);
-				sn[i] = sinf(a);
-				theta *= theta_scale;
-			}
-			for (int h = 0; h < n_heads; h++) {
-				float *v = row + (size_t)h * hd;
-				for (int i = 0; i < n; i++) {
-					int a = m->neox ? i0 + i : 2 * (i0 + i);
-					int b = m->neox ? i0 + i + half : a + 1;
-					float x0 = v[a], x1 = v[b];
-					v[a] = x0 * cs[i] - x1 * sn[i];
-					v[b] = x0 * sn[i] + x1 * cs[i];
-				}
+		const float *r = cs + (size_t)t * (size_t)half * 2;
+		for (int h = 0; h < n_heads; h++) {
+			float *v = row + (size_t)h * hd;
+			for (int i = 0; i < half; i++) {
+				int a = m->neox ? i : 2 * i;
+				int b = m->neox ? i + half : a + 1;
+				float x0 = v[a], x1 = v[b], co = r[2 * i], si = r[2 * i + 1];
+				v[a] = x0 * co - x1 * si;
+				v[b] = x0 * si + x1 * co;
 			}
 		}
 	}
@@ -1541,11 +1560,13 @@ static void rows_range(const struct rows_job *j, int t0, int t1)
 	case ROWS_NORM:
 		rmsnorm(c->xb + (size_t)t0 * E, c->x + (size_t)t0 * E, j->w, t1 - t0, (int)E, m->hp.rms_eps);
 		break;
-	case ROWS_ROPE_KV:
-		rope(m, c->q + (size_t)t0 * c->q_dim, t1 - t0, c->q_dim, m->hp.n_head, j->pos0 + t0);
-		rope(m, c->kt + (size_t)t0 * c->kv_dim, t1 - t0, c->kv_dim, m->hp.n_head_kv, j->pos0 + t0);
+	case ROWS_ROPE_KV: {
+		const float *cs = c->rope_cs + (size_t)t0 * (size_t)(m->hp.n_rot / 2) * 2;
+		rope(m, c->q + (size_t)t0 * c->q_dim, t1 - t0, c->q_dim, m->hp.n_head, cs);
+		rope(m, c->kt + (size_t)t0 * c->kv_dim, t1 - t0, c->kv_dim, m->hp.n_head_kv, cs);
 		store_kv(c, j->il, j->pos0, t0, t1);
 		break;
+	}
 	}
 }
 
@@ -1578,6 +1599,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 	for (int t = 0; t < T; t++)
 		ab_dequantize(m->embd.type, (const uint8_t *)m->embd.w + (size_t)tokens[t] * embd_row,
 			      c->x + (size_t)t * E, E);
+	rope_table(m, c->rope_cs, T, pos0);
 
 	for (int il = 0; il < hp->n_layer; il++) {
 		const struct layer *L = &m->layers[il];

@@ -731,7 +731,9 @@ __attribute__((target("avx2,fma,f16c"))) static void quant_q8_0_avx2(const float
 		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
 		h = _mm_max_ss(h, _mm_movehdup_ps(h));
 		float amax = _mm_cvtss_f32(h);
-		b[i].d = ab_f32_to_f16(amax / 127.0f);
+		/* F16C rounds to nearest even as ab_f32_to_f16 does (the tests
+		 * compare every float's conversion) */
+		b[i].d = (uint16_t)_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
 		__m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
 		__m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
 		__m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
@@ -2221,6 +2223,7 @@ struct mm_job {
 	atomic_llong next; /* first row not yet taken */
 	uint32_t type;     /* the weight type */
 	int8_t *xa;        /* AMX (quant_amx.c): the activations packed for its tiles, or NULL */
+	bool scales_only;  /* Q8_0 aux: the scales only (AMX takes every row, no AVX kernel reads the rest) */
 };
 
 static void mm_quant_task(void *ud, int ith, int nth)
@@ -2242,6 +2245,11 @@ static void mm_quant_task(void *ud, int ith, int nth)
 			int64_t nb = j->C / QK;
 			const struct blk_q8_0 *b = (const void *)xq;
 			float *aux = j->xd + (size_t)t * AUXW(nb);
+			if (j->scales_only) {
+				for (int64_t i = 0; i < nb; i++)
+					aux[i] = F16(b[i].d);
+				continue;
+			}
 			int32_t *ls = (int32_t *)(void *)(aux + AUX_LS(nb));
 			int32_t *bs = (int32_t *)(void *)(aux + AUX_BS(nb));
 			for (int64_t i = 0; i < nb; i++) {
@@ -2414,6 +2422,7 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		buf = ab_xmalloc(xdb + xrow * (size_t)T + 64);
 		j.xd = xdb ? (float *)(void *)buf : NULL;
 		j.xq = buf + xdb;
+		j.scales_only = amx && type != AB_TYPE_Q4_K_X8 && R % 16 == 0;
 		if (nth > 1 && T >= 4)
 			ab_pool_run(pool, mm_quant_task, &j);
 		else
