@@ -2264,6 +2264,9 @@ static void mm_quant_task(void *ud, int ith, int nth)
 			}
 		}
 	}
+	/* Q4_0_X8 / Q8_0_X8 on AMX: this thread's rows into the tile order */
+	if (j->xa && j->type != AB_TYPE_Q4_K_X8)
+		ab__amx_pack_a(j->xq, j->xrow, j->xd, j->auxw, j->T, j->C / QK, j->xa, t0, t1);
 }
 
 /* Q4_0_X8, Q8_0_X8, Q4_K_X8: rows r0..r1 (multiples of 8) a group of
@@ -2423,6 +2426,8 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		j.xd = xdb ? (float *)(void *)buf : NULL;
 		j.xq = buf + xdb;
 		j.scales_only = amx && type != AB_TYPE_Q4_K_X8 && R % 16 == 0;
+		if (amx && type != AB_TYPE_Q4_K_X8) /* packed by mm_quant_task */
+			j.xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
 		if (nth > 1 && T >= 4)
 			ab_pool_run(pool, mm_quant_task, &j);
 		else
@@ -2430,9 +2435,6 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		if (amx && type == AB_TYPE_Q4_K_X8) {
 			j.xa = ab_xmalloc(ab__amx_k_bytes(T, C / QKK));
 			ab__amx_pack_k(j.xq, xrow, j.xd, j.auxw, T, C / QKK, j.xa);
-		} else if (amx) {
-			j.xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
-			ab__amx_pack_a(j.xq, xrow, j.xd, j.auxw, T, C / QK, j.xa);
 		}
 	}
 	if (nth > 1 && (R >= 64 || T > 1)) {

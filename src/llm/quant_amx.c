@@ -171,24 +171,24 @@ size_t ab__amx_a_bytes(int64_t T, int64_t nb)
 	return (size_t)((T + TM - 1) / TM) * (size_t)nb * A_STRIDE;
 }
 
-void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa,
+		    int64_t t0, int64_t t1)
 {
-	for (int64_t p = 0; p < (T + TM - 1) / TM; p++)
+	int64_t tp = (T + TM - 1) / TM * TM; /* rows with padding */
+	for (int64_t t = t0; t < (t1 == T ? tp : t1); t++) {
+		int64_t p = t / TM, i = t % TM;
 		for (int64_t b = 0; b < nb; b++) {
 			int8_t *d = xa + ((size_t)p * (size_t)nb + (size_t)b) * A_STRIDE;
-			float sc[TM];
-			for (int64_t i = 0; i < TM; i++) {
-				int64_t t = TM * p + i;
-				if (t < T) {
-					memcpy(d + 32 * i, xq + (size_t)t * xrow + (size_t)b * Q8_0_BYTES + 2, 32);
-					sc[i] = xd[(size_t)t * xds + (size_t)b];
-				} else {
-					memset(d + 32 * i, 0, 32);
-					sc[i] = 0.0f;
-				}
+			float sc = 0.0f;
+			if (t < T) {
+				memcpy(d + 32 * i, xq + (size_t)t * xrow + (size_t)b * Q8_0_BYTES + 2, 32);
+				sc = xd[(size_t)t * xds + (size_t)b];
+			} else {
+				memset(d + 32 * i, 0, 32);
 			}
-			memcpy(d + TM * 32, sc, sizeof sc);
+			memcpy(d + TM * 32 + 4 * i, &sc, sizeof sc);
 		}
+	}
 }
 
 /* Block column b of the activation tile at xp: B (cached) into tmm TB,
@@ -477,9 +477,10 @@ size_t ab__amx_a_bytes(int64_t T, int64_t nb)
 }
 
 /* never called: ab__amx_usable() is false */
-void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa)
+void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa,
+		    int64_t t0, int64_t t1)
 {
-	(void)xq, (void)xrow, (void)xd, (void)xds, (void)T, (void)nb, (void)xa;
+	(void)xq, (void)xrow, (void)xd, (void)xds, (void)T, (void)nb, (void)xa, (void)t0, (void)t1;
 	abort();
 }
 

@@ -29,7 +29,10 @@ bool ab__amx_usable(void);
  * rows of Q8_0 blocks (xq, rows xrow bytes apart) and their scales as
  * float (row t at xd + t * xds). */
 size_t ab__amx_a_bytes(int64_t T, int64_t nb);
-void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa);
+/* Packs rows t0 <= t < t1 of the T (and, when t1 == T, zeroes the last
+ * tile's padding rows), so that threads may pack disjoint ranges. */
+void ab__amx_pack_a(const char *xq, size_t xrow, const float *xd, size_t xds, int64_t T, int64_t nb, int8_t *xa,
+		    int64_t t0, int64_t t1);
 
 /*
  * Y[t * R + r] for the weight rows r0 <= r < r1 (r0 and r1 - r0 multiples

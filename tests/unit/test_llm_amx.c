@@ -71,8 +71,12 @@ static void amx_case(uint32_t type, int64_t R, int64_t C, int64_t T, int64_t r0,
 	float *Y = ab_xmalloc((size_t)(T * R) * sizeof(float));
 	for (int64_t i = 0; i < T * R; i++)
 		Y[i] = -7.0f; /* rows outside [r0, r1) must stay */
-	int8_t *xa = ab_xmalloc(ab__amx_a_bytes(T, nb));
-	ab__amx_pack_a(xq, xrow, xd, (size_t)nb, T, nb, xa);
+	/* packed in two ranges, as two threads would, over garbage */
+	size_t xab = ab__amx_a_bytes(T, nb);
+	int8_t *xa = ab_xmalloc(xab);
+	memset(xa, 0x5a, xab);
+	ab__amx_pack_a(xq, xrow, xd, (size_t)nb, T, nb, xa, T / 3, T);
+	ab__amx_pack_a(xq, xrow, xd, (size_t)nb, T, nb, xa, 0, T / 3);
 	ab__amx_x8(type == AB_TYPE_Q8_0, P, wrow, r0, r1, R, nb, xa, T, Y);
 	free(xa);
 	for (int64_t t = 0; t < T; t++)
