@@ -29,15 +29,19 @@
  *   (tmm2, tmm3, tmm5: the same for odd block columns, so that one
  *   block's tile work need not wait for the previous one's registers.)
  * For each slab of sixteen weight rows all its B tiles are made once
- * (nb x 512 bytes, in L1/L2) and reused by every activation tile. Each
- * C tile goes to memory and AVX-512 adds cvt(dot) * (weight scale *
- * activation scale) into float accumulators held in registers (two per
- * output, alternating by block parity, summed at the end):
- * exactly the operations, in the same order and rounding, of quant.c's
- * eight-row AVX2 and scalar kernels, so every backend gives the same
- * bits. The loop is software-pipelined: block b + 1's tile work is
- * issued before block b's float work (two C buffers), so the tile unit
- * and the vector units overlap.
+ * (nb x 512 bytes, in L1/L2) and reused by every activation tile. The C
+ * tiles of eight block columns at a time go to an 8 KiB staging buffer
+ * (two, alternating: group g + 1's tile work is issued before group g's
+ * float work), and AVX-512 then adds cvt(dot) * (weight scale *
+ * activation scale) into float accumulators, four activation rows at a
+ * time so that their two chains each (by block parity, summed at the
+ * end) stay in eight registers across the group: exactly the operations,
+ * in the same order and rounding, of quant.c's eight-row AVX2 and scalar
+ * kernels, so every backend gives the same bits. Measured here, the tile
+ * unit and the vector float work hardly overlap (they share ports), the
+ * C tile stores cost about as much as the multiplies, and per-block
+ * accumulators spilled to the stack (sixteen rows x two chains need all
+ * 32 registers) cost more than staging the C tiles.
  *
  * The tile state needs the kernel's permission (arch_prctl
  * ARCH_REQ_XCOMP_PERM, Linux 5.16+), asked once per process by
@@ -71,8 +75,7 @@
 /* Activation rows a tile. Extracting a C tile (TILESTORED) is the
  * costly step (measured: about 20 ns for 8 rows, about as much as the
  * multiply before it, and not overlapped by more tiles in flight), so
- * tiles are as tall as AMX allows; the 2 x 16 accumulators then mostly
- * stay in registers (a few spill to L1). */
+ * tiles are as tall as AMX allows. */
 #define TM 16
 
 /* GCC's tile intrinsics are asm statements that do not tell the compiler
