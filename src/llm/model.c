@@ -82,6 +82,7 @@
 #include "gguf.h"
 #include "llama2c.h"
 #include "quant.h"
+#include "rowops.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -914,27 +915,21 @@ static void matmul(struct ab_llm_ctx *c, const struct mat *w, const float *x, in
 	ab_matmul(w->w, w->type, w->rows, w->cols, x, T, y, c->pool);
 }
 
+/* The AVX2 forms of attention further on are picked at run time with
+ * the matmul kernels (ab_quant_avx2()). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ATT_X86 1
+#define ATT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#else
+#define ATT_X86 0
+#endif
+
 /* out = (x / sqrt(mean(x^2) + eps)) * w for T rows of n. */
 static void rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps)
 {
-	for (int t = 0; t < T; t++) {
-		const float *xr = x + (size_t)t * n;
-		float *o = out + (size_t)t * n;
-		/* eight partial sums (so not one long chain of dependent
-		 * adds), in double, joined in a fixed order */
-		double s8[8] = {0};
-		int i = 0;
-		for (; i + 8 <= n; i += 8)
-			for (int k = 0; k < 8; k++)
-				s8[k] += (double)(xr[i + k] * xr[i + k]);
-		for (; i < n; i++)
-			s8[i & 7] += (double)(xr[i] * xr[i]);
-		double sum = ((s8[0] + s8[4]) + (s8[2] + s8[6])) + ((s8[1] + s8[5]) + (s8[3] + s8[7]));
-		float mean = (float)(sum / n);
-		float scale = 1.0f / sqrtf(mean + eps);
-		for (i = 0; i < n; i++)
-			o[i] = (xr[i] * scale) * w[i];
-	}
+	for (int t = 0; t < T; t++)
+		ab_rowops_rmsnorm(out + (size_t)t * n, x + (size_t)t * n, w, n, eps);
 }
 
 /* The rotation angles' cosines and sines for T positions from pos0
@@ -963,29 +958,16 @@ static void rope_table(const struct ab_llm_model *m, float *cs, int T, int pos0)
 static void rope(const struct ab_llm_model *m, float *x, int T, int stride, int n_heads, const float *cs)
 {
 	int hd = m->head_dim, half = m->hp.n_rot / 2;
-	for (int t = 0; t < T; t++) {
-		float *row = x + (size_t)t * stride;
-		const float *r = cs + (size_t)t * (size_t)half * 2;
-		for (int h = 0; h < n_heads; h++) {
-			float *v = row + (size_t)h * hd;
-			for (int i = 0; i < half; i++) {
-				int a = m->neox ? i : 2 * i;
-				int b = m->neox ? i + half : a + 1;
-				float x0 = v[a], x1 = v[b], co = r[2 * i], si = r[2 * i + 1];
-				v[a] = x0 * co - x1 * si;
-				v[b] = x0 * si + x1 * co;
-			}
-		}
-	}
+	for (int t = 0; t < T; t++)
+		for (int h = 0; h < n_heads; h++)
+			ab_rowops_rope(x + (size_t)t * stride + (size_t)h * hd, cs + (size_t)t * (size_t)half * 2,
+				       half, m->neox);
 }
 
 /* Attention's inner loops: q.k over a head and o += w * v. The AVX2 forms
  * (chosen with the matmul kernels: ab_quant_avx2()) sum the
  * dot product in eight FMA lanes; the scalar ones in order. */
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define ATT_X86 1
-#define ATT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#if ATT_X86
 
 ATT_AVX2 static float att_dot_avx2(const float *a, const float *b, int n)
 {
@@ -1325,8 +1307,6 @@ static bool att_fns(int hd, bool kv16, att_head_fn *fh, att_group_fn *fg)
 		return false;
 	}
 }
-#else
-#define ATT_X86 0
 #endif
 
 static float att_dot(const float *a, const float *b, int n, bool simd)
@@ -1554,8 +1534,7 @@ static void rows_range(const struct rows_job *j, int t0, int t1)
 	size_t E = (size_t)m->hp.n_embd;
 	switch (j->op) {
 	case ROWS_ADD:
-		for (size_t i = (size_t)t0 * E; i < (size_t)t1 * E; i++)
-			c->x[i] += c->xb2[i];
+		ab_rowops_add(c->x + (size_t)t0 * E, c->xb2 + (size_t)t0 * E, (size_t)(t1 - t0) * E);
 		break;
 	case ROWS_NORM:
 		rmsnorm(c->xb + (size_t)t0 * E, c->x + (size_t)t0 * E, j->w, t1 - t0, (int)E, m->hp.rms_eps);
