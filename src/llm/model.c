@@ -1050,6 +1050,10 @@ ATT_AVX2 static float softmax_avx2(float *s, int n, float mx)
  * the output held in registers across the keys and the next keys
  * prefetched (consecutive positions are contiguous in the cache). */
 #define ATT_AINL __attribute__((always_inline)) inline
+/* The loops over a head's eight-float pieces unrolled, so that the query
+ * and the output stay in registers (-O2 keeps a rolled loop's arrays in
+ * memory: a load and a store per piece and key) */
+#define ATT_UNROLL _Pragma("GCC unroll 16")
 
 /* q.k for a query held in registers: att_dot_avx2's sums (two chains of
  * eight lanes, then the same horizontal reduction) */
@@ -1072,6 +1076,7 @@ static ATT_AINL const void *kv_row(const void *base, int p, int HD, const bool K
 ATT_AVX2 static ATT_AINL __m256 att_qk_lanes(const __m256 *qv, const void *k, const int HD, const bool KV16)
 {
 	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	ATT_UNROLL
 	for (int i = 0; i + 2 <= HD / 8; i += 2) {
 		s0 = _mm256_fmadd_ps(qv[i], kv8(k, 8 * i, KV16), s0);
 		s1 = _mm256_fmadd_ps(qv[i + 1], kv8(k, 8 * i + 8, KV16), s1);
@@ -1111,9 +1116,11 @@ ATT_AVX2 static ATT_AINL float max8(__m256 v)
 ATT_AVX2 static ATT_AINL __m256 att_qk8(const __m256 *qv, const void *k0, const int HD, const bool KV16)
 {
 	__m256 v[8];
+	ATT_UNROLL
 	for (int j = 0; j < 8; j++)
 		v[j] = att_qk_lanes(qv, kv_row(k0, j, HD, KV16), HD, KV16);
 	__m256 w[4];
+	ATT_UNROLL
 	for (int m = 0; m < 4; m++) /* keys 2m | 2m + 1: lanes i + (i + 4) */
 		w[m] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x20),
 				     _mm256_permute2f128_ps(v[2 * m], v[2 * m + 1], 0x31));
@@ -1129,6 +1136,7 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const void *K, const void
 				       float *s, float *o, const int HD, const bool KV16)
 {
 	__m256 qv[16], ov[16];
+	ATT_UNROLL
 	for (int i = 0; i < HD / 8; i++)
 		qv[i] = _mm256_loadu_ps(q + 8 * i);
 	int p = 0;
@@ -1148,15 +1156,18 @@ ATT_AVX2 static ATT_AINL void att_head(const float *q, const void *K, const void
 			mx = s[p];
 	}
 	float inv = softmax_avx2(s, n_keys, mx);
+	ATT_UNROLL
 	for (int i = 0; i < HD / 8; i++)
 		ov[i] = _mm256_setzero_ps();
 	for (p = 0; p < n_keys; p++) {
 		const void *v = kv_row(V, p, HD, KV16);
 		_mm_prefetch((const char *)kv_row(v, 8, HD, KV16), _MM_HINT_T0);
 		__m256 wv = _mm256_set1_ps(s[p] * inv);
+		ATT_UNROLL
 		for (int i = 0; i < HD / 8; i++)
 			ov[i] = _mm256_add_ps(ov[i], _mm256_mul_ps(wv, kv8(v, 8 * i, KV16)));
 	}
+	ATT_UNROLL
 	for (int i = 0; i < HD / 8; i++)
 		_mm256_storeu_ps(o + 8 * i, ov[i]);
 }
@@ -1216,6 +1227,7 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			const float *qi = q + (size_t)i * qs;
 			float *si = s + (size_t)i * ss;
 			__m256 qv[16];
+			ATT_UNROLL
 			for (int d = 0; d < HD / 8; d++)
 				qv[d] = _mm256_loadu_ps(qi + 8 * d);
 			int p = p0;
@@ -1238,6 +1250,7 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 	for (int i = 0; i < G; i++)
 		inv[i] = softmax_avx2(s + (size_t)i * ss, nk0 + i, mx[i]);
 	for (int i = 0; i < G; i++)
+		ATT_UNROLL
 		for (int d = 0; d < HD / 8; d++)
 			_mm256_storeu_ps(o + (size_t)i * qs + 8 * d, _mm256_setzero_ps());
 	for (int p0 = 0; p0 < nk_max; p0 += KB) {
@@ -1247,14 +1260,17 @@ ATT_AVX2 static ATT_AINL void att_group(const float *q, size_t qs, int G, int nk
 			float *oi = o + (size_t)i * qs;
 			const float *si = s + (size_t)i * ss;
 			__m256 ov[16];
+			ATT_UNROLL
 			for (int d = 0; d < HD / 8; d++)
 				ov[d] = _mm256_loadu_ps(oi + 8 * d);
 			for (int p = p0; p < pe; p++) {
 				const float *v = vb + (size_t)(p - p0) * HD;
 				__m256 wv = _mm256_set1_ps(si[p] * inv[i]);
+				ATT_UNROLL
 				for (int d = 0; d < HD / 8; d++)
 					ov[d] = _mm256_add_ps(ov[d], _mm256_mul_ps(wv, _mm256_loadu_ps(v + 8 * d)));
 			}
+			ATT_UNROLL
 			for (int d = 0; d < HD / 8; d++)
 				_mm256_storeu_ps(oi + 8 * d, ov[d]);
 		}
