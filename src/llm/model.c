@@ -915,6 +915,18 @@ static void matmul(struct ab_llm_ctx *c, const struct mat *w, const float *x, in
 	ab_matmul(w->w, w->type, w->rows, w->cols, x, T, y, c->pool);
 }
 
+/* Products of the same input (the Q, K and V projections; gate and up):
+ * the input quantised once and one pool run for all their rows
+ * (ab_matmul_n; the same results as one matmul each). */
+static void matmul_same_x(struct ab_llm_ctx *c, const float *x, int T, int n, const struct mat *const *w,
+			  float *const *y)
+{
+	struct ab_matmul_op ops[AB_MATMUL_MAX];
+	for (int i = 0; i < n; i++)
+		ops[i] = (struct ab_matmul_op){.W = w[i]->w, .type = w[i]->type, .R = w[i]->rows, .Y = y[i]};
+	ab_matmul_n(ops, n, w[0]->cols, x, T, c->pool);
+}
+
 /* The AVX2 forms of attention further on are picked at run time with
  * the matmul kernels (ab_quant_avx2()). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -1602,9 +1614,8 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 
 		rows_run(c, ROWS_NORM, T, il, pos0, L->attn_norm);
 		report(c, "attn_norm", il, c->xb, T);
-		matmul(c, &L->wq, c->xb, T, c->q);
-		matmul(c, &L->wk, c->xb, T, kc);
-		matmul(c, &L->wv, c->xb, T, vc);
+		matmul_same_x(c, c->xb, T, 3, (const struct mat *const[]){&L->wq, &L->wk, &L->wv},
+			      (float *const[]){c->q, kc, vc});
 		add_bias(c->q, L->bq, T, c->q_dim);
 		add_bias(kc, L->bk, T, c->kv_dim);
 		add_bias(vc, L->bv, T, c->kv_dim);
@@ -1619,8 +1630,8 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 
 		rows_run(c, ROWS_NORM, T, il, pos0, L->ffn_norm);
 		report(c, "ffn_norm", il, c->xb, T);
-		matmul(c, &L->wgate, c->xb, T, c->hb);
-		matmul(c, &L->wup, c->xb, T, c->hb2);
+		matmul_same_x(c, c->xb, T, 2, (const struct mat *const[]){&L->wgate, &L->wup},
+			      (float *const[]){c->hb, c->hb2});
 		swiglu(c, c->hb, c->hb2, (size_t)T * F);
 		matmul(c, &L->wdown, c->hb, T, c->xb2);
 		rows_run(c, ROWS_ADD, T, il, pos0, NULL);

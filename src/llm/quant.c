@@ -2220,7 +2220,6 @@ struct mm_job {
 	int64_t gnb;       /* group kernels: blocks of the weight type a row */
 	size_t auxw;       /* aux words (xd) an activation row */
 	int64_t chunk;     /* rows a grab (a multiple of 8; of 16 with xa) */
-	atomic_llong next; /* first row not yet taken */
 	uint32_t type;     /* the weight type */
 	int8_t *xa;        /* AMX (quant_amx.c): the activations packed for its tiles, or NULL */
 	bool scales_only;  /* Q8_0 aux: the scales only (AMX takes every row, no AVX kernel reads the rest) */
@@ -2327,21 +2326,6 @@ static void mm_rows(const struct mm_job *j, int64_t r0, int64_t r1)
 	}
 }
 
-static void mm_task(void *ud, int ith, int nth)
-{
-	struct mm_job *j = ud;
-	(void)ith;
-	(void)nth;
-	/* large contiguous chunks taken from a shared counter: a thread that
-	 * got less CPU (a loaded machine) simply takes fewer of them */
-	for (;;) {
-		int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
-		if (r0 >= j->R)
-			break;
-		mm_rows(j, r0, r0 + j->chunk < j->R ? r0 + j->chunk : j->R);
-	}
-}
-
 static grpdot_fn x8_fn(uint32_t type)
 {
 	bool q8 = type == AB_TYPE_Q8_0_X8;
@@ -2389,21 +2373,25 @@ static uint32_t x8_base(uint32_t type)
 	}
 }
 
-void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
-	       float *Y, struct ab_pool *pool)
+/* The job of one product, without its activation buffers (xq, xd, xa);
+ * false when the call does nothing (a shape or type it cannot do). *amx:
+ * prompts on Q4_0 / Q8_0 / Q4_K groups take AMX tiles when the CPU has
+ * them. */
+static bool mm_setup(struct mm_job *j, const void *W, uint32_t type, int64_t R, int64_t C, const float *X,
+		     int64_t T, float *Y, bool *amx)
 {
 	uint32_t base = x8_base(type);
 	bool x8 = base != 0;
 	if (x8 && R % 8)
-		return;
+		return false;
 	const struct kern *k = kern_for(x8 ? base : type);
 	if (!k || R <= 0 || T <= 0 || C <= 0)
-		return;
+		return false;
 	size_t wrow = ab_type_row_bytes(type, C);
 	size_t xrow = ab_type_row_bytes(k->dot_type, C);
 	if (!wrow || !xrow)
-		return;
-	struct mm_job j = {
+		return false;
+	*j = (struct mm_job){
 		.W = W, .wrow = wrow, .R = R, .C = C, .T = T, .X = X,
 		.dot_type = k->dot_type, .xrow = xrow, .Y = Y,
 		.fn = !use_avx2() || !k->avx2 ? k->scalar : k->vnni && cpu_has_vnni() ? k->vnni : k->avx2,
@@ -2411,45 +2399,131 @@ void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *
 		.gnb = C / ab_type_get(type)->block,
 		.type = type,
 	};
-	/* prompts on Q4_0 / Q8_0 / Q4_K groups: AMX tiles when the CPU has them */
-	bool amx = (type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8 || type == AB_TYPE_Q4_K_X8) &&
-		   T >= AMX_MIN_T && use_avx2() && ab__amx_usable();
+	*amx = (type == AB_TYPE_Q4_0_X8 || type == AB_TYPE_Q8_0_X8 || type == AB_TYPE_Q4_K_X8) &&
+	       T >= AMX_MIN_T && use_avx2() && ab__amx_usable();
+	/* aux words: Q8_0 activations always, Q8_K ones for Q4_K_X8 */
+	if (k->dot_type != AB_TYPE_F32)
+		j->auxw = k->dot_type == AB_TYPE_Q8_0 ? AUXW(C / QK) : type == AB_TYPE_Q4_K_X8 ? AUXK(C / QKK) : 0;
+	return true;
+}
+
+/* The rows of several products shared out in one pool run: chunk i of
+ * the run is chunk i - first[k] of job k (the jobs' chunks in order). */
+struct mm_multi {
+	struct mm_job *jobs;
+	int n;
+	int64_t first[AB_MATMUL_MAX + 1];
+	atomic_llong next;
+};
+
+static void mm_multi_task(void *ud, int ith, int nth)
+{
+	struct mm_multi *mm = ud;
+	(void)ith;
+	(void)nth;
+	/* large contiguous chunks taken from a shared counter: a thread that
+	 * got less CPU (a loaded machine) simply takes fewer of them */
+	int k = 0;
+	for (;;) {
+		int64_t i = atomic_fetch_add_explicit(&mm->next, 1, memory_order_relaxed);
+		if (i >= mm->first[mm->n])
+			break;
+		while (i >= mm->first[k + 1])
+			k++;
+		const struct mm_job *j = &mm->jobs[k];
+		int64_t r0 = (i - mm->first[k]) * j->chunk;
+		mm_rows(j, r0, r0 + j->chunk < j->R ? r0 + j->chunk : j->R);
+	}
+}
+
+/* Whether job b can use job a's quantised activations: the same dot
+ * type, aux words and AMX packing (Q4_K_X8's AMX packing is its own) */
+static bool mm_share(const struct mm_job *a, bool amx_a, const struct mm_job *b, bool amx_b)
+{
+	return a->dot_type == b->dot_type && a->auxw == b->auxw && amx_a == amx_b &&
+	       !(amx_a && (a->type == AB_TYPE_Q4_K_X8 || b->type == AB_TYPE_Q4_K_X8));
+}
+
+void ab_matmul_n(const struct ab_matmul_op *ops, int n, int64_t C, const float *X, int64_t T,
+		 struct ab_pool *pool)
+{
+	struct mm_job jobs[AB_MATMUL_MAX];
+	bool amx[AB_MATMUL_MAX];
+	int nj = 0;
+	if (n < 1 || n > AB_MATMUL_MAX)
+		return;
+	for (int i = 0; i < n; i++)
+		if (mm_setup(&jobs[nj], ops[i].W, ops[i].type, ops[i].R, C, X, T, ops[i].Y, &amx[nj]))
+			nj++;
+	if (nj == 0)
+		return;
+	for (int i = 1; i < nj; i++)
+		if (!mm_share(&jobs[0], amx[0], &jobs[i], amx[i])) {
+			/* activations quantised differently: one product at a time */
+			for (int k = 0; k < n; k++)
+				ab_matmul_n(&ops[k], 1, C, X, T, pool);
+			return;
+		}
+
+	struct mm_job *j = &jobs[0];
 	int nth = pool ? ab_pool_threads(pool) : 1;
 	char *buf = NULL;
-	if (k->dot_type == AB_TYPE_F32) {
-		j.xq = (char *)(uintptr_t)X;
+	if (j->dot_type == AB_TYPE_F32) {
+		j->xq = (char *)(uintptr_t)X;
 	} else {
-		/* aux words: Q8_0 activations always, Q8_K ones for Q4_K_X8 */
-		j.auxw = k->dot_type == AB_TYPE_Q8_0 ? AUXW(C / QK) : type == AB_TYPE_Q4_K_X8 ? AUXK(C / QKK) : 0;
-		size_t xdb = (size_t)T * j.auxw * 4;
-		buf = ab_xmalloc(xdb + xrow * (size_t)T + 64);
-		j.xd = xdb ? (float *)(void *)buf : NULL;
-		j.xq = buf + xdb;
-		j.scales_only = amx && type != AB_TYPE_Q4_K_X8 && R % 16 == 0;
-		if (amx && type != AB_TYPE_Q4_K_X8) /* packed by mm_quant_task */
-			j.xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
+		size_t xdb = (size_t)T * j->auxw * 4;
+		buf = ab_xmalloc(xdb + j->xrow * (size_t)T + 64);
+		j->xd = xdb ? (float *)(void *)buf : NULL;
+		j->xq = buf + xdb;
+		/* the aux words' scales only when AMX takes every row of every
+		 * product (no AVX kernel reads the rest) */
+		j->scales_only = amx[0] && j->type != AB_TYPE_Q4_K_X8;
+		for (int i = 0; i < nj; i++)
+			j->scales_only = j->scales_only && jobs[i].R % 16 == 0;
+		if (amx[0] && j->type != AB_TYPE_Q4_K_X8) /* packed by mm_quant_task */
+			j->xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
 		if (nth > 1 && T >= 4)
-			ab_pool_run(pool, mm_quant_task, &j);
+			ab_pool_run(pool, mm_quant_task, j);
 		else
-			mm_quant_task(&j, 0, 1);
-		if (amx && type == AB_TYPE_Q4_K_X8) {
-			j.xa = ab_xmalloc(ab__amx_k_bytes(T, C / QKK));
-			ab__amx_pack_k(j.xq, xrow, j.xd, j.auxw, T, C / QKK, j.xa);
+			mm_quant_task(j, 0, 1);
+		if (amx[0] && j->type == AB_TYPE_Q4_K_X8) {
+			j->xa = ab_xmalloc(ab__amx_k_bytes(T, C / QKK));
+			ab__amx_pack_k(j->xq, j->xrow, j->xd, j->auxw, T, C / QKK, j->xa);
 		}
 	}
-	if (nth > 1 && (R >= 64 || T > 1)) {
-		/* four chunks a thread: few atomic operations, some balancing;
-		 * chunks of whole groups of eight rows (sixteen for AMX) */
-		int64_t g = j.xa ? 16 : 8;
-		int64_t units = (R + g - 1) / g, per = (units + 4 * nth - 1) / (4 * nth);
-		j.chunk = per * g;
-		atomic_init(&j.next, 0);
-		ab_pool_run(pool, mm_task, &j);
+	for (int i = 1; i < nj; i++) {
+		jobs[i].xq = j->xq, jobs[i].xd = j->xd, jobs[i].xa = j->xa;
+		jobs[i].scales_only = j->scales_only;
 	}
-	else
-		mm_rows(&j, 0, R);
-	free(j.xa);
+	bool pooled = false;
+	for (int i = 0; i < nj; i++)
+		pooled = pooled || jobs[i].R >= 64 || T > 1;
+	if (nth > 1 && pooled) {
+		/* four chunks a thread and product: few atomic operations, some
+		 * balancing; chunks of whole groups of eight rows (sixteen for
+		 * AMX) */
+		struct mm_multi mm = {.jobs = jobs, .n = nj};
+		for (int i = 0; i < nj; i++) {
+			int64_t g = jobs[i].xa ? 16 : 8;
+			int64_t units = (jobs[i].R + g - 1) / g, per = (units + 4 * nth - 1) / (4 * nth);
+			jobs[i].chunk = per * g;
+			mm.first[i + 1] = mm.first[i] + (jobs[i].R + jobs[i].chunk - 1) / jobs[i].chunk;
+		}
+		atomic_init(&mm.next, 0);
+		ab_pool_run(pool, mm_multi_task, &mm);
+	} else {
+		for (int i = 0; i < nj; i++)
+			mm_rows(&jobs[i], 0, jobs[i].R);
+	}
+	free(j->xa);
 	free(buf);
+}
+
+void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
+	       float *Y, struct ab_pool *pool)
+{
+	struct ab_matmul_op op = {.W = W, .type = type, .R = R, .Y = Y};
+	ab_matmul_n(&op, 1, C, X, T, pool);
 }
 
 /* One group of eight rows (src0, rows wrow bytes apart) into its X8

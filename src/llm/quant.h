@@ -95,6 +95,22 @@ void ab_pool_run(struct ab_pool *p, void (*fn)(void *ud, int ith, int nth), void
 void ab_matmul(const void *W, uint32_t type, int64_t R, int64_t C, const float *X, int64_t T,
 	       float *Y, struct ab_pool *pool);
 
+/* Several products of the same activations (X, T rows of C floats):
+ * ops[i].Y = X ops[i].W^T, ops[i].W being ops[i].R rows of ops[i].type.
+ * The activations are quantised once when the types share a quantised
+ * form (else each product runs as ab_matmul), and the rows of all the
+ * products are shared out in one pool run: fewer wake-ups than one call
+ * each. The results are ab_matmul's, bit for bit. n <= AB_MATMUL_MAX. */
+#define AB_MATMUL_MAX 4
+struct ab_matmul_op {
+	const void *W;
+	uint32_t type;
+	int64_t R;
+	float *Y;
+};
+void ab_matmul_n(const struct ab_matmul_op *ops, int n, int64_t C, const float *X, int64_t T,
+		 struct ab_pool *pool);
+
 /*
  * Weights in a layout the kernels read faster, made once at model load:
  * for a Q4_0, Q8_0, Q4_K or Q6_K matrix of R rows (R a multiple of 8) a

@@ -881,3 +881,72 @@ Test(quant, argmax_matches_loop)
 	cr_expect_eq(ab_argmax_f32(one, 1), 0);
 	cr_expect_eq(ab_argmax_f32(one, 0), 0);
 }
+
+/* ab_matmul_n against one ab_matmul per product, bit for bit: products
+ * that share the quantised activations (Q/K/V-like, gate/up-like, Q4_0
+ * with Q8_0, with and without AMX-sized prompts), mixes that do not
+ * (Q4_K with Q6_K, F32 with Q8_0: each product on its own), rows not a
+ * multiple of sixteen, serial and pooled; entries the call cannot do are
+ * skipped as ab_matmul skips them. */
+Test(quant, matmul_n_matches_one_at_a_time, .timeout = 300)
+{
+	struct ab_pool *pools[3] = {NULL, ab_pool_new(2), ab_pool_new(3)};
+	static const struct {
+		int n;
+		uint32_t types[3];
+		int64_t R[3];
+		int64_t C;
+	} cases[] = {
+		{3, {AB_TYPE_Q8_0, AB_TYPE_Q8_0, AB_TYPE_Q8_0}, {256, 64, 64}, 256},
+		{2, {AB_TYPE_Q4_0, AB_TYPE_Q4_0}, {200, 200}, 128},
+		{3, {AB_TYPE_Q4_0, AB_TYPE_Q8_0, AB_TYPE_Q4_0}, {96, 40, 48}, 64},
+		{3, {AB_TYPE_Q4_K, AB_TYPE_Q4_K, AB_TYPE_Q6_K}, {64, 32, 32}, 256},
+		{2, {AB_TYPE_F32, AB_TYPE_Q8_0}, {24, 32}, 64},
+		{2, {AB_TYPE_F16, AB_TYPE_F16}, {20, 13}, 64},
+	};
+	static const int64_t Ts[] = {1, 5, 40};
+	for (size_t ci = 0; ci < AB_ARRAY_LEN(cases); ci++)
+		for (size_t ti = 0; ti < AB_ARRAY_LEN(Ts); ti++)
+			for (int p = 0; p < 3; p++) {
+				int64_t T = Ts[ti], C = cases[ci].C;
+				int n = cases[ci].n;
+				struct ab_matmul_op ops[3];
+				float *ref[3];
+				float *X = ab_xmalloc((size_t)(T * C) * sizeof(float));
+				for (int64_t i = 0; i < T * C; i++)
+					X[i] = (float)(rng_unit() * 4.0 - 2.0);
+				for (int k = 0; k < n; k++) {
+					uint32_t type = cases[ci].types[k];
+					int64_t R = cases[ci].R[k];
+					float *wf = ab_xmalloc((size_t)(R * C) * sizeof(float));
+					for (int64_t i = 0; i < R * C; i++)
+						wf[i] = (float)(rng_unit() - 0.5);
+					void *W = ab_xmalloc(ab_type_row_bytes(type, C) * (size_t)R);
+					cr_assert_eq(ab_quantize(type, wf, W, R * C), 0);
+					free(wf);
+					void *P = NULL;
+					uint32_t pt = type;
+					cr_assert_eq(ab_quant_repack(type, W, R, C, &P, &pt), 0);
+					if (P) {
+						free(W);
+						W = P;
+					}
+					ref[k] = ab_xmalloc((size_t)(T * R) * sizeof(float));
+					ab_matmul(W, pt, R, C, X, T, ref[k], pools[p]);
+					ops[k] = (struct ab_matmul_op){.W = W, .type = pt, .R = R,
+								       .Y = ab_xmalloc((size_t)(T * R) * sizeof(float))};
+				}
+				ab_matmul_n(ops, n, C, X, T, pools[p]);
+				for (int k = 0; k < n; k++) {
+					cr_assert(!memcmp(ops[k].Y, ref[k], (size_t)(T * ops[k].R) * sizeof(float)),
+						  "case %zu T=%ld pool %d product %d: differs from ab_matmul", ci, (long)T,
+						  p, k);
+					free((void *)ops[k].W);
+					free(ops[k].Y);
+					free(ref[k]);
+				}
+				free(X);
+			}
+	for (int p = 0; p < 3; p++)
+		ab_pool_free(pools[p]);
+}
