@@ -155,6 +155,7 @@
  */
 #include "quant.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -514,7 +515,11 @@ static void quant_q8_0(const float *x, struct blk_q8_0 *b, int64_t nb)
 		for (int j = 0; j < QK; j++)
 			amax = fmaxf(amax, fabsf(x[j]));
 		b[i].d = ab_f32_to_f16(amax / 127.0f);
+		/* below ~3.7e-37 the inverse overflows (and the f16 scale is 0
+		 * already): zero quants, in both forms */
 		float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+		if (id > FLT_MAX)
+			id = 0.0f;
 		for (int j = 0; j < QK; j++)
 			b[i].qs[j] = (int8_t)round_even(x[j] * id);
 	}
@@ -555,11 +560,12 @@ static void quant_q8_k(const float *x, struct blk_q8_k *b, int64_t nb)
 				amax = fabsf(x[j]);
 				max = x[j];
 			}
-		if (amax == 0.0f) {
+		float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+		if (amax == 0.0f || fabsf(iscale) > FLT_MAX) {
+			/* zeros, or so small that the inverse overflows: zeros */
 			memset(&b[i], 0, sizeof(b[i]));
 			continue;
 		}
-		float iscale = -127.0f / max;
 		for (int j = 0; j < QKK; j++) {
 			int v = round_even(iscale * x[j]);
 			b[i].qs[j] = (int8_t)(v > 127 ? 127 : v);
@@ -734,13 +740,70 @@ __attribute__((target("avx2,fma,f16c"))) static void quant_q8_0_avx2(const float
 		/* F16C rounds to nearest even as ab_f32_to_f16 does (the tests
 		 * compare every float's conversion) */
 		b[i].d = (uint16_t)_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
-		__m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+		float idf = amax != 0.0f ? 127.0f / amax : 0.0f;
+		__m256 id = _mm256_set1_ps(idf > FLT_MAX ? 0.0f : idf); /* as quant_q8_0 */
 		__m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
 		__m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
 		__m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
 		__m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
 		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
 		_mm256_storeu_si256((__m256i *)(void *)b[i].qs, _mm256_permutevar8x32_epi32(p, perm));
+	}
+}
+
+/* quant_q8_k with eight lanes: amax as the largest |x| (a NaN never
+ * wins, as in the scalar loop), max the first element of that magnitude,
+ * the same iscale, products rounded half to even by vcvtps2dq (as
+ * round_even), the same clamp at 127 and sums: the same bytes for finite
+ * input. */
+__attribute__((target("avx2,fma,f16c"))) static void quant_q8_k_avx2(const float *x, struct blk_q8_k *b,
+								      int64_t nb)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+	for (int64_t i = 0; i < nb; i++, x += QKK) {
+		__m256 m = _mm256_setzero_ps();
+		for (int j = 0; j < QKK; j += 8)
+			m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), m);
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_movehdup_ps(h));
+		float amax = _mm_cvtss_f32(h);
+		float max = 0.0f;
+		for (int j = 0; j < QKK && amax != 0.0f; j++)
+			if (fabsf(x[j]) == amax) {
+				max = x[j];
+				break;
+			}
+		float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+		if (amax == 0.0f || fabsf(iscale) > FLT_MAX) { /* as quant_q8_k */
+			memset(&b[i], 0, sizeof(b[i]));
+			continue;
+		}
+		__m256 is = _mm256_set1_ps(iscale);
+		const __m256i top = _mm256_set1_epi32(127);
+		for (int j = 0; j < QKK; j += 32) {
+			__m256i q[4];
+			for (int k = 0; k < 4; k++)
+				q[k] = _mm256_min_epi32(
+					_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * k))), top);
+			__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+			p = _mm256_permutevar8x32_epi32(p, perm);
+			_mm256_storeu_si256((__m256i *)(void *)(b[i].qs + j), p);
+			/* the sums of the two groups of sixteen: bytes widened
+			 * to 16 bits and added in pairs, exact */
+			__m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(p));
+			__m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1));
+			int16_t s0[16], s1[16];
+			_mm256_storeu_si256((__m256i *)(void *)s0, w0);
+			_mm256_storeu_si256((__m256i *)(void *)s1, w1);
+			int a0 = 0, a1 = 0;
+			for (int k = 0; k < 16; k++)
+				a0 += s0[k], a1 += s1[k];
+			b[i].bsums[j / 16] = (int16_t)a0;
+			b[i].bsums[j / 16 + 1] = (int16_t)a1;
+		}
+		b[i].d = 1.0f / iscale;
 	}
 }
 #endif
@@ -783,6 +846,12 @@ int ab_quantize(uint32_t type, const float *src, void *dst, int64_t n)
 		quant_q6_k(src, dst, nb);
 		return 0;
 	case AB_TYPE_Q8_K:
+#if AB_X86
+		if (use_avx2()) {
+			quant_q8_k_avx2(src, dst, nb);
+			return 0;
+		}
+#endif
 		quant_q8_k(src, dst, nb);
 		return 0;
 	default:

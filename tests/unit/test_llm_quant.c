@@ -950,3 +950,52 @@ Test(quant, matmul_n_matches_one_at_a_time, .timeout = 300)
 	for (int p = 0; p < 3; p++)
 		ab_pool_free(pools[p]);
 }
+
+/* The activation quantisers (Q8_0 for Q4_0/Q8_0 weights, Q8_K for the
+ * K-quants): the AVX2 forms write the scalar forms' bytes for finite
+ * input: random blocks of every magnitude, blocks of zeros, maxima tied
+ * in magnitude with either sign first, halves that round either way,
+ * subnormals. */
+Test(quant, activation_quantisers_match_scalar)
+{
+	enum { N = 256 * 24 };
+	float *x = ab_xmalloc(N * sizeof(float));
+	uint8_t *a = ab_xmalloc(ab_type_row_bytes(AB_TYPE_Q8_0, N) + ab_type_row_bytes(AB_TYPE_Q8_K, N));
+	uint8_t *b = ab_xmalloc(ab_type_row_bytes(AB_TYPE_Q8_0, N) + ab_type_row_bytes(AB_TYPE_Q8_K, N));
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < N; i++)
+			x[i] = (float)(rng_gauss() * pow(10.0, (double)(round % 9) - 4.0));
+		int blk = round % 24 * 256;
+		switch (round % 5) {
+		case 0: /* zeros (and a negative zero) */
+			memset(x + blk, 0, 256 * sizeof(float));
+			x[blk + 7] = -0.0f;
+			break;
+		case 1: /* a tie in magnitude, negative first */
+			x[blk + 3] = -50.0f, x[blk + 200] = 50.0f;
+			break;
+		case 2: /* a tie, positive first */
+			x[blk + 3] = 50.0f, x[blk + 200] = -50.0f;
+			break;
+		case 3: /* products that land on halves */
+			for (int i = 0; i < 256; i++)
+				x[blk + i] = (float)(i % 255 - 127) * 0.5f;
+			break;
+		default: /* subnormals */
+			for (int i = 0; i < 256; i++)
+				x[blk + i] = (float)(i - 128) * 1e-40f;
+			break;
+		}
+		for (int pass = 0; pass < 2; pass++) {
+			uint8_t *o = pass ? b : a;
+			ab_quant_force_scalar(pass == 1);
+			cr_assert_eq(ab_quantize(AB_TYPE_Q8_0, x, o, N), 0);
+			cr_assert_eq(ab_quantize(AB_TYPE_Q8_K, x, o + ab_type_row_bytes(AB_TYPE_Q8_0, N), N), 0);
+		}
+		ab_quant_force_scalar(false);
+		size_t n0 = ab_type_row_bytes(AB_TYPE_Q8_0, N), nk = ab_type_row_bytes(AB_TYPE_Q8_K, N);
+		cr_assert(!memcmp(a, b, n0), "round %d: Q8_0 bytes differ", round);
+		cr_assert(!memcmp(a + n0, b + n0, nk), "round %d: Q8_K bytes differ", round);
+	}
+	free(x), free(a), free(b);
+}
