@@ -924,9 +924,13 @@ static void forward(struct ab_bert_ctx *c, const int32_t *tokens, int T)
 			attention(c, c->qkv, c->qkv + E, c->qkv + 2 * E, 3 * E, T);
 		} else {
 			float *q = c->qkv, *k = c->qkv + TE, *v = c->qkv + 2 * TE;
-			matmul(c, &L->wq, c->x, T, q);
-			matmul(c, &L->wk, c->x, T, k);
-			matmul(c, &L->wv, c->x, T, v);
+			/* one quantisation of x and one pool run for the three */
+			struct ab_matmul_op ops[3] = {
+				{.W = L->wq.w, .type = L->wq.type, .R = L->wq.rows, .Y = q},
+				{.W = L->wk.w, .type = L->wk.type, .R = L->wk.rows, .Y = k},
+				{.W = L->wv.w, .type = L->wv.type, .R = L->wv.rows, .Y = v},
+			};
+			ab_matmul_n(ops, 3, L->wq.cols, c->x, T, c->pool);
 			add_bias(q, L->bq, T, E);
 			add_bias(k, L->bk, T, E);
 			add_bias(v, L->bv, T, E);
