@@ -1459,12 +1459,14 @@ DEF_Q_NX(dot_q8_0_vnni, VNNI, struct blk_q8_0, PREP_Q8_0, LANES_Q8_0_VNNI)
  * 6 alternating runs on a loaded 2-core machine: 1 thread 4.4 -> 6.4-9
  * GB/s); 2304 and 9216-18432 bytes measured between the two, three
  * prefetches a block (every cache line) no better. PFSTEP sets how many
- * prefetches a block gets: one per PFSTEP bytes. One a block is enough
- * for Q4_0_X8's 144 bytes (the L2's pair prefetch fetches the line next
- * to each), but covers under half of Q8_0_X8's 272: a prefetch every 64
- * bytes measured 9.6 -> 10.7 GB/s on one thread and 17.9 -> 19.2 on two
- * for Q8_0 (medians of 6 alternating runs, AB_BENCH_MB=600), while Q4_0
- * measured the same or slightly worse with more than one. */
+ * prefetches a block gets: one per PFSTEP bytes, now every cache line
+ * for both types. For Q8_0_X8's 272 bytes one a block covered under half:
+ * a prefetch every 64 bytes measured 9.6 -> 10.7 GB/s on one thread and
+ * 17.9 -> 19.2 on two (medians of 6 alternating runs, AB_BENCH_MB=600).
+ * Q4_0_X8 first measured no better with more than one a block, but once
+ * the rest of generation got faster, every 64 bytes won all of 8
+ * alternating kernel-bench pairs (medians 9.1 -> 10.5 GB/s on one thread,
+ * 17.3 -> 18.7 on two). */
 #define X8_PF 4608
 #define DEF_X8(NAME, TGT, BLKB, PFSTEP, NW, LOADW, DOT8, INITK)                                 \
 	TGT static AINL void NAME##_blk(const uint8_t *blk, int64_t b, int64_t nb, const char *xc, size_t xs, \
@@ -1578,7 +1580,7 @@ AVX2 static AINL __m256i dot8_q8_madd(const __m256i *w, const int8_t *q, int32_t
 	return _mm256_add_epi32(s0, s1);
 }
 
-DEF_X8(grp_q4_0_x8_avx2, AVX2, X8_BLK, X8_BLK, 8, loadw_q4, dot8_madd, 1)
+DEF_X8(grp_q4_0_x8_avx2, AVX2, X8_BLK, 64, 8, loadw_q4, dot8_madd, 1)
 DEF_X8(grp_q8_0_x8_avx2, AVX2, X8Q8_BLK, 64, 16, loadw_q8_signed, dot8_q8_madd, 0)
 
 #if HAVE_AVXVNNI
@@ -1594,7 +1596,7 @@ VNNI static AINL __m256i dot8_vnni(const __m256i *w, const int8_t *q, int32_t in
 	return _mm256_add_epi32(s0, s1);
 }
 
-DEF_X8(grp_q4_0_x8_vnni, VNNI, X8_BLK, X8_BLK, 8, loadw_q4, dot8_vnni, 1)
+DEF_X8(grp_q4_0_x8_vnni, VNNI, X8_BLK, 64, 8, loadw_q4, dot8_vnni, 1)
 DEF_X8(grp_q8_0_x8_vnni, VNNI, X8Q8_BLK, 64, 8, loadw_q8, dot8_vnni, 16)
 #endif
 
