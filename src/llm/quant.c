@@ -1457,8 +1457,9 @@ DEF_Q_NX(dot_q8_0_vnni, VNNI, struct blk_q8_0, PREP_Q8_0, LANES_Q8_0_VNNI)
  * 600 MB (kernel bench, AB_BENCH_MB=600), 4608 bytes ahead measured
  * ~1.3-2x the effective bandwidth of the earlier 1152 at T = 1 (medians of
  * 6 alternating runs on a loaded 2-core machine: 1 thread 4.4 -> 6.4-9
- * GB/s); 2304 and 9216-18432 bytes measured between the two, three
- * prefetches a block (every cache line) no better. PFSTEP sets how many
+ * GB/s); 2304 and 9216-18432 bytes measured between the two (and
+ * again within noise of 4608 once every line was prefetched, as were
+ * prefetches into L2 only, or into L2 16 KiB ahead besides). PFSTEP sets how many
  * prefetches a block gets: one per PFSTEP bytes, now every cache line
  * for both types. For Q8_0_X8's 272 bytes one a block covered under half:
  * a prefetch every 64 bytes measured 9.6 -> 10.7 GB/s on one thread and
