@@ -1366,6 +1366,8 @@ static void att_axpy(float *o, float w, const float *v, int n, bool simd)
 struct attn_job {
 	struct ab_llm_ctx *c;
 	int layer, T, pos0;
+	atomic_int next; /* the next item: taken one at a time, so a thread
+			  * that gets less CPU (a shared machine) takes fewer */
 };
 
 /* the cache element at index off */
@@ -1388,7 +1390,8 @@ static const float *kv_float(const struct ab_llm_ctx *c, const void *head, int p
 
 static void attn_worker(void *ud, int ith, int nth)
 {
-	const struct attn_job *j = ud;
+	struct attn_job *j = ud;
+	(void)nth;
 	struct ab_llm_ctx *c = j->c;
 	const struct ab_llm_model *m = c->m;
 	int hd = m->head_dim, n_head = m->hp.n_head;
@@ -1403,9 +1406,11 @@ static void attn_worker(void *ud, int ith, int nth)
 	att_group_fn fg = NULL;
 	bool fast = simd && !m->att_plain && att_fns(hd, c->kv16, &fh, &fg);
 	if (fast && j->T > 1) {
-		/* prompts: (head, ATT_G consecutive tokens) items */
-		int ng = (j->T + ATT_G - 1) / ATT_G;
-		for (int it = ith; it < ng * n_head; it += nth) {
+		/* prompts: (head, ATT_G consecutive tokens) items, the last
+		 * tokens' (the most keys) handed out first */
+		int ng = (j->T + ATT_G - 1) / ATT_G, n = ng * n_head;
+		for (int k; (k = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n;) {
+			int it = n - 1 - k;
 			int h = it % n_head, t0 = it / n_head * ATT_G;
 			int G = j->T - t0 < ATT_G ? j->T - t0 : ATT_G;
 			size_t head_off = layer_off + (size_t)(h / group) * (size_t)c->n_ctx * (size_t)hd;
@@ -1416,7 +1421,8 @@ static void attn_worker(void *ud, int ith, int nth)
 		return;
 	}
 #endif
-	for (int it = ith; it < items; it += nth) {
+	for (int k; (k = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < items;) {
+		int it = items - 1 - k;
 		int t = it / n_head, h = it % n_head;
 		int kvh = h / group;
 		int n_keys = j->pos0 + t + 1; /* causal: positions 0..pos */
@@ -1622,6 +1628,7 @@ static void eval_chunk(struct ab_llm_ctx *c, const int32_t *tokens, int T, float
 		rows_run(c, ROWS_ROPE_KV, T, il, pos0, NULL);
 
 		struct attn_job job = {.c = c, .layer = il, .T = T, .pos0 = pos0};
+		atomic_init(&job.next, 0);
 		ab_pool_run(c->pool, attn_worker, &job);
 		matmul(c, &L->wo, c->att, T, c->xb2);
 		report(c, "kqv_out", il, c->xb2, T);

@@ -2297,10 +2297,9 @@ struct mm_job {
 	bool scales_only;  /* Q8_0 aux: the scales only (AMX takes every row, no AVX kernel reads the rest) */
 };
 
-static void mm_quant_task(void *ud, int ith, int nth)
+/* Rows t0..t1-1 of the activations quantised (and packed for AMX). */
+static void mm_quant_rows(struct mm_job *j, int64_t t0, int64_t t1)
 {
-	struct mm_job *j = ud;
-	int64_t t0 = j->T * ith / nth, t1 = j->T * (ith + 1) / nth;
 	for (int64_t t = t0; t < t1; t++) {
 		char *xq = j->xq + (size_t)t * j->xrow;
 		ab_quantize(j->dot_type, j->X + t * j->C, xq, j->C);
@@ -2335,9 +2334,30 @@ static void mm_quant_task(void *ud, int ith, int nth)
 			}
 		}
 	}
-	/* Q4_0_X8 / Q8_0_X8 on AMX: this thread's rows into the tile order */
+	/* Q4_0_X8 / Q8_0_X8 on AMX: these rows into the tile order */
 	if (j->xa && j->type != AB_TYPE_Q4_K_X8)
 		ab__amx_pack_a(j->xq, j->xrow, j->xd, j->auxw, j->T, j->C / QK, j->xa, t0, t1);
+}
+
+/* The activations quantised on the pool sixteen rows (one AMX tile) at a
+ * time, taken from a counter: a thread that gets less CPU takes fewer. */
+#define MM_QROWS 16
+struct mm_quant {
+	struct mm_job *j;
+	atomic_llong next;
+};
+
+static void mm_quant_task(void *ud, int ith, int nth)
+{
+	struct mm_quant *q = ud;
+	(void)ith;
+	(void)nth;
+	for (;;) {
+		int64_t t0 = atomic_fetch_add_explicit(&q->next, MM_QROWS, memory_order_relaxed);
+		if (t0 >= q->j->T)
+			break;
+		mm_quant_rows(q->j, t0, t0 + MM_QROWS < q->j->T ? t0 + MM_QROWS : q->j->T);
+	}
 }
 
 /* Q4_0_X8, Q8_0_X8, Q4_K_X8: rows r0..r1 (multiples of 8) a group of
@@ -2554,10 +2574,13 @@ void ab_matmul_n(const struct ab_matmul_op *ops, int n, int64_t C, const float *
 			j->scales_only = j->scales_only && jobs[i].R % 16 == 0;
 		if (amx[0] && j->type != AB_TYPE_Q4_K_X8) /* packed by mm_quant_task */
 			j->xa = ab_xmalloc(ab__amx_a_bytes(T, C / QK));
-		if (nth > 1 && T >= 4)
-			ab_pool_run(pool, mm_quant_task, j);
-		else
-			mm_quant_task(j, 0, 1);
+		if (nth > 1 && T >= 4) {
+			struct mm_quant q = {.j = j};
+			atomic_init(&q.next, 0);
+			ab_pool_run(pool, mm_quant_task, &q);
+		} else {
+			mm_quant_rows(j, 0, T);
+		}
 		if (amx[0] && j->type == AB_TYPE_Q4_K_X8) {
 			j->xa = ab_xmalloc(ab__amx_k_bytes(T, C / QKK));
 			ab__amx_pack_k(j->xq, j->xrow, j->xd, j->auxw, T, C / QKK, j->xa);
