@@ -65,6 +65,7 @@
 
 #include "common.h"
 #include "quant.h"
+#include "rowops.h"
 
 #include <errno.h>
 #include <math.h>
@@ -120,7 +121,7 @@ struct ab_bert_ctx {
 	float *oh;        /* [T][hd] */
 	float *hb, *hb2;  /* [T][F] */
 	float *s;         /* [T][T] */
-	float *rope_cs, *rope_sn; /* [T][n_rot/2], nomic-bert */
+	float *rope_cs; /* [T][n_rot/2][2]: cos, sin; nomic-bert */
 };
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) AB_PRINTF(4, 5);
@@ -693,7 +694,7 @@ int ab_bert_ctx_new(struct ab_bert *m, int n_ctx, int n_threads, struct ab_bert_
 static void free_scratch(struct ab_bert_ctx *c)
 {
 	float **bufs[] = {&c->x, &c->xb, &c->qkv, &c->qh, &c->kh, &c->vt,
-			  &c->att, &c->oh, &c->hb, &c->hb2, &c->s, &c->rope_cs, &c->rope_sn};
+			  &c->att, &c->oh, &c->hb, &c->hb2, &c->s, &c->rope_cs};
 	for (size_t i = 0; i < AB_ARRAY_LEN(bufs); i++) {
 		free(*bufs[i]);
 		*bufs[i] = NULL;
@@ -736,8 +737,7 @@ static void reserve(struct ab_bert_ctx *c, int T)
 	c->s = ab_xmalloc(t * t * sizeof(float));
 	if (c->m->hp.rope) {
 		size_t half = (size_t)c->m->hp.n_rot / 2;
-		c->rope_cs = ab_xmalloc(t * half * sizeof(float));
-		c->rope_sn = ab_xmalloc(t * half * sizeof(float));
+		c->rope_cs = ab_xmalloc(t * half * 2 * sizeof(float));
 	}
 	c->cap = T;
 }
@@ -801,27 +801,20 @@ static void rope_table(struct ab_bert_ctx *c, int T)
 	for (int t = 0; t < T; t++) {
 		float theta = (float)t;
 		for (int i = 0; i < half; i++) {
-			c->rope_cs[(size_t)t * half + i] = cosf(theta);
-			c->rope_sn[(size_t)t * half + i] = sinf(theta);
+			c->rope_cs[((size_t)t * half + i) * 2] = cosf(theta);
+			c->rope_cs[((size_t)t * half + i) * 2 + 1] = sinf(theta);
 			theta *= theta_scale;
 		}
 	}
 }
 
 /* NEOX rotary embedding of T rows of hd floats (one head), row t at
- * position t: pairs (i, i + n_rot/2) for i < n_rot/2. */
+ * position t: pairs (i, i + n_rot/2) for i < n_rot/2 (rowops.c). */
 static void rope_head(const struct ab_bert_ctx *c, float *v, int T)
 {
 	int hd = c->m->head_dim, half = c->m->hp.n_rot / 2;
-	for (int t = 0; t < T; t++) {
-		float *row = v + (size_t)t * hd;
-		const float *cs = c->rope_cs + (size_t)t * half, *sn = c->rope_sn + (size_t)t * half;
-		for (int i = 0; i < half; i++) {
-			float x0 = row[i], x1 = row[i + half];
-			row[i] = x0 * cs[i] - x1 * sn[i];
-			row[i + half] = x0 * sn[i] + x1 * cs[i];
-		}
-	}
+	for (int t = 0; t < T; t++)
+		ab_rowops_rope(v + (size_t)t * hd, c->rope_cs + (size_t)t * half * 2, half, true);
 }
 
 struct softmax_job {
