@@ -68,11 +68,13 @@
  * check counts both extras.
  *
  * Threads. A context owns an ab_pool. Matrix products split their rows
- * across it (inside ab_matmul); attention splits the (token, head) pairs
- * of a chunk across it, each thread with its own score buffer of n_ctx
- * floats, interleaved so that the long causal rows of the last tokens are
- * shared out evenly. Everything else (norms, rope, residuals) is O(T *
- * n_embd) and stays on the calling thread. For tiny models the pool's
+ * across it (inside ab_matmul; products of the same input, Q/K/V and
+ * gate/up, as one job through ab_matmul_n); attention hands out the
+ * (token, head) items of a chunk from a counter, the last tokens' long
+ * causal rows first, each thread with its own score buffer of n_ctx
+ * floats. In a prompt of eight tokens or more the norms, RoPE, KV stores
+ * and residual adds split the chunk's tokens (rows_run); for a single
+ * token they stay on the calling thread. For tiny models the pool's
  * wake-up cost exceeds the work, hence the default of one thread below
  * ~50M parameters.
  */
